@@ -1,0 +1,60 @@
+"""The ``graphflow`` command line. Each command group lives in its own module and registers on ``app``.
+
+Bad input exits with status 2 and one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from graphflow.errors import GraphflowError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="graphflow: explicit node graphs that learn by learned message passing (MPLP).")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a clear error to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _register() -> None:
+    import importlib
+
+    for module in ("graph_cmd", "mplp_cmd"):
+        try:
+            importlib.import_module(f"graphflow.cli.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"graphflow.cli.{module}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except GraphflowError as err:
+        typer.echo(f"error: {err}", err=True)
+        return 2
+    except typer.Exit as err:
+        return err.exit_code
+    except SystemExit as err:
+        return int(err.code or 0)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return 2
+        if isinstance(err, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Free-form topologies: blocks joined by explicit connections, down to single neurons.
+
+>>> import graphflow as gf
+>>> net = gf.FreeForm()
+>>> x = net.input(3)
+>>> h = net.neurons(4)
+>>> net.connect(x, h, mask=[[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]])
+'h0'
+>>> a = net.activation(h, ["relu", "relu", "tanh", "tanh"])
+>>> o = net.neurons(1)
+>>> _ = net.connect(a, o); _ = net.connect(x, o)       # skip connection from the input
+>>> net.connect(x[2], h[0])                            # one more single weight
+'h0'
+>>> _ = net.loss(o, "l2")
+>>> gf.build(net).stats()["nodes"]["weight"]
+12
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphflow.spec import graph as S
+
+
+@dataclass(frozen=True)
+class Units:
+    """A handle on a block's units (or on some of them, after indexing)."""
+
+    block: str
+    index: tuple[int, ...] | None = None
+
+    def __getitem__(self, k) -> "Units":
+        idx = (k,) if isinstance(k, int) else tuple(range(*k.indices(10**9))) if isinstance(k, slice) else tuple(k)
+        return Units(self.block, idx)
+
+    def __str__(self) -> str:
+        return self.block
+
+
+class FreeForm:
+    """Builder of a :class:`~graphflow.spec.graph.FreeFormSpec`."""
+
+    def __init__(self, sharing: str = "layer", groups: dict[str, str] | None = None):
+        self.sharing = sharing
+        self.groups = dict(groups or {})
+        self._blocks: list[dict] = []
+        self._counts: dict[str, int] = {}
+
+    def _name(self, kind: str, name: str | None) -> str:
+        if name:
+            return name
+        k = self._counts.get(kind, 0)
+        self._counts[kind] = k + 1
+        return f"{kind}{k}"
+
+    def _find(self, name: str, kind: str | None = None) -> dict | None:
+        for b in self._blocks:
+            if b["name"] == name and (kind is None or b["kind"] == kind):
+                return b
+        return None
+
+    def input(self, size: int, name: str | None = None) -> Units:
+        name = name or ("input" if not self._find("input") else self._name("input", None))
+        self._blocks.append({"kind": "input", "name": name, "size": size})
+        return Units(name)
+
+    def target(self, size: int, name: str | None = None) -> Units:
+        name = self._name("target", name)
+        self._blocks.append({"kind": "target", "name": name, "size": size})
+        return Units(name)
+
+    def neurons(self, size: int, name: str | None = None) -> Units:
+        """``size`` neuron sums, each with its bias."""
+        name = self._name("h", name)
+        self._blocks.append({"kind": "neurons", "name": name, "size": size})
+        return Units(name)
+
+    def connect(self, src: Units, dst: Units, mask=None, name: str | None = None) -> str:
+        """Weights from ``src`` units to ``dst`` neurons; returns the weights block's name.
+
+        Whole blocks connect densely (or through ``mask[i][j]``); indexed handles (``x[2]``,
+        ``h[0:3]``) add single weights, all pairs of the given units, to the block of that
+        (src, dst) pair. The first block into ``dst`` takes ``dst``'s name, later ones
+        ``<dst>_from_<src>``.
+        """
+        existing = [b for b in self._blocks if b["kind"] == "weights" and b["dst"] == dst.block]
+        same_pair = [b for b in existing if b["src"] == src.block and (name is None or b["name"] == name)]
+        if src.index is None and dst.index is None:
+            wname = name or (dst.block if not existing else f"{dst.block}_from_{src.block}")
+            block = {"kind": "weights", "name": wname, "src": src.block, "dst": dst.block}
+            if mask is not None:
+                block["mask"] = [[int(v) for v in row] for row in mask]
+            self._blocks.append(block)
+            return wname
+        block = same_pair[0] if same_pair else None
+        if block is None:
+            wname = name or (dst.block if not existing else f"{dst.block}_from_{src.block}")
+            block = {"kind": "weights", "name": wname, "src": src.block, "dst": dst.block, "edges": []}
+            self._blocks.append(block)
+        src_idx = src.index if src.index is not None else tuple(range(self._size(src.block)))
+        dst_idx = dst.index if dst.index is not None else tuple(range(self._size(dst.block)))
+        pairs = [(i, j) for i in src_idx for j in dst_idx]
+        if "edges" not in block:  # a dense or masked block: turn it into explicit edges
+            n_src, n_dst = self._size(block["src"]), self._size(block["dst"])
+            mask = block.pop("mask", None)
+            block["edges"] = [(i, j) for i in range(n_src) for j in range(n_dst) if mask is None or mask[i][j]]
+        block["edges"] += [p for p in pairs if p not in set(block["edges"])]
+        return block["name"]
+
+    def activation(self, src: Units, fn: str | list[str] = "relu", name: str | None = None) -> Units:
+        """One activation node per neuron of ``src``; ``fn`` may list one function per unit."""
+        name = self._name(fn if isinstance(fn, str) else "mixed", name)
+        self._blocks.append({"kind": "activation", "name": name, "src": src.block, "fn": fn})
+        return Units(name)
+
+    def softmax(self, src: Units, name: str | None = None) -> Units:
+        name = self._name("softmax", name)
+        self._blocks.append({"kind": "softmax", "name": name, "src": src.block})
+        return Units(name)
+
+    def loss(self, src: Units, fn: str = "l2", target: Units | None = None, name: str | None = None) -> Units:
+        """Loss nodes on ``src``; a target block of the right size is created unless given."""
+        name = self._name("loss", name)
+        if target is None:
+            target = self.target(self._size(src.block), name=f"{name}_target")
+        self._blocks.append({"kind": "loss", "name": name, "src": src.block, "fn": fn, "target": target.block})
+        return Units(name)
+
+    def _size(self, block: str) -> int:
+        b = self._find(block)
+        if b is None:
+            raise KeyError(f"no block {block!r} in this builder")
+        if "size" in b:
+            return b["size"]
+        return self._size(b["src"])
+
+    def spec(self) -> S.FreeFormSpec:
+        return S.FreeFormSpec.model_validate({"kind": "freeform", "blocks": self._blocks, "sharing": self.sharing,
+                                              "groups": self.groups})

@@ -1,0 +1,86 @@
+"""Keras-like layer constructors and :func:`stack`.
+
+>>> import graphflow as gf
+>>> spec = gf.stack(144, gf.Dense(50), gf.Sigmoid(), gf.Dense(10), gf.Softmax(), gf.CrossEntropy())
+>>> [layer.kind for layer in spec.layers]
+['dense', 'activation', 'dense', 'softmax', 'loss']
+"""
+
+from __future__ import annotations
+
+from graphflow.spec.graph import ActivationLayer, DenseLayer, LossLayer, SoftmaxLayer, StackSpec
+
+
+def Dense(units: int, name: str | None = None) -> DenseLayer:
+    """A dense layer of ``units`` neurons (weights, sums and biases)."""
+    return DenseLayer(units=units, name=name)
+
+
+def Activation(fn: str | list[str], name: str | None = None) -> ActivationLayer:
+    """An activation layer; ``fn`` is one function or one per unit (``["relu", "tanh", ...]``)."""
+    return ActivationLayer(fn=fn, name=name)
+
+
+def ReLU(name: str | None = None) -> ActivationLayer:
+    return Activation("relu", name)
+
+
+def Sigmoid(name: str | None = None) -> ActivationLayer:
+    return Activation("sigmoid", name)
+
+
+def Tanh(name: str | None = None) -> ActivationLayer:
+    return Activation("tanh", name)
+
+
+def Step(name: str | None = None) -> ActivationLayer:
+    return Activation("step", name)
+
+
+def Identity(name: str | None = None) -> ActivationLayer:
+    return Activation("identity", name)
+
+
+def Softmax(name: str | None = None) -> SoftmaxLayer:
+    return SoftmaxLayer(name=name)
+
+
+def Loss(fn: str, name: str | None = None) -> LossLayer:
+    """A loss layer: ``l2``, ``l1`` or ``ce``."""
+    return LossLayer(fn=fn, name=name)
+
+
+def L2Loss(name: str | None = None) -> LossLayer:
+    return Loss("l2", name)
+
+
+def L1Loss(name: str | None = None) -> LossLayer:
+    return Loss("l1", name)
+
+
+def CrossEntropy(name: str | None = None) -> LossLayer:
+    return Loss("ce", name)
+
+
+def stack(inputs: int, *layers, sharing: str = "layer", groups: dict[str, str] | None = None) -> StackSpec:
+    """A layer stack spec: ``stack(1, Dense(20), ReLU(), Dense(1), L2Loss())``."""
+    return StackSpec(inputs=inputs, layers=list(layers), sharing=sharing, groups=groups or {})
+
+
+def quick_stack(layers: list[int], activation: str = "relu", loss: str = "l2") -> StackSpec:
+    """A stack from sizes: ``quick_stack([784, 1000, 10], "relu", "ce")`` (softmax before a ce loss).
+
+    >>> [l.kind for l in quick_stack([4, 3, 2], "relu", "ce").layers]
+    ['dense', 'activation', 'dense', 'softmax', 'loss']
+    """
+    if len(layers) < 2:
+        raise ValueError("layers: give the input size and at least one layer size, e.g. 784,100,10")
+    body = []
+    for k, units in enumerate(layers[1:]):
+        body.append(Dense(units))
+        if k < len(layers) - 2:
+            body.append(Activation(activation))
+    if loss == "ce":
+        body.append(Softmax())
+    body.append(Loss(loss))
+    return stack(layers[0], *body)

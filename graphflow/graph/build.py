@@ -1,0 +1,408 @@
+"""Spec -> graph: resolve names, wire blocks, validate the structure, assign learner groups.
+
+Every error names the block, node or field at fault. The reverse direction
+(:func:`graph_to_spec`) writes the spec back, so that spec -> graph -> spec is the identity.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from graphflow.errors import GraphError
+from graphflow.graph import kinds
+from graphflow.graph.blocks import (
+    ActivationNodes,
+    Block,
+    InputNodes,
+    LossNodes,
+    NeuronNodes,
+    SoftmaxNodes,
+    TargetNodes,
+    WeightNodes,
+)
+from graphflow.graph.graph import Graph, Slot
+from graphflow.graph.ids import format_id
+from graphflow.spec import graph as S
+from graphflow.spec import parse_graph_spec
+
+WEIGHT_SOURCES = (InputNodes, NeuronNodes, ActivationNodes, SoftmaxNodes)
+LOSS_SOURCES = (NeuronNodes, ActivationNodes, SoftmaxNodes)
+
+
+def build(spec) -> Graph:
+    """Build and validate the node graph of a spec (a pydantic spec, a dict, JSON text or a DSL builder).
+
+    >>> import graphflow as gf
+    >>> build({"kind": "stack", "inputs": 1, "layers": [{"kind": "dense", "units": 1}, {"kind": "loss", "fn": "l2"}]})
+    Graph(6 nodes, 5 blocks, 3 learner groups)
+    """
+    if hasattr(spec, "spec") and callable(spec.spec):
+        spec = spec.spec()
+    if isinstance(spec, (dict, str)):
+        spec = parse_graph_spec(spec)
+    if isinstance(spec, S.StackSpec):
+        blocks = _stack_blocks(spec)
+    elif isinstance(spec, S.FreeFormSpec):
+        blocks = _freeform_blocks(spec)
+    else:
+        raise GraphError(f"cannot build a graph from {type(spec).__name__}")
+    waves = _check_wiring(blocks)
+    ordered = [b for wave in waves for b in wave]
+    slots = _assign_groups(ordered, spec.sharing, spec.groups)
+    return Graph(ordered, slots, waves, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stacks
+
+
+def default_layer_name(layer, position: int) -> str:
+    if layer.name:
+        return layer.name
+    if isinstance(layer, S.ActivationLayer):
+        return f"{layer.fn}{position}" if isinstance(layer.fn, str) else f"mixed{position}"
+    return f"{layer.kind}{position}"
+
+
+def _stack_blocks(spec: S.StackSpec) -> list[Block]:
+    losses = [p for p, layer in enumerate(spec.layers) if isinstance(layer, S.LossLayer)]
+    if losses != [len(spec.layers) - 1]:
+        raise GraphError("stack: exactly one loss layer, and it must be the last layer "
+                         f"(loss layers at positions {losses} of {len(spec.layers)})")
+    blocks: list[Block] = [InputNodes("input", spec.inputs)]
+    prev, size = "input", spec.inputs
+    names = {"input", "target"}
+    for p, layer in enumerate(spec.layers):
+        name = default_layer_name(layer, p)
+        if name in names:
+            raise GraphError(f"layer {p}: duplicate layer name {name!r}")
+        names.add(name)
+        if isinstance(layer, S.DenseLayer):
+            blocks.append(WeightNodes(name, prev, name, size, layer.units))
+            blocks.append(NeuronNodes(name, layer.units))
+            size = layer.units
+        elif isinstance(layer, S.ActivationLayer):
+            if prev == "input":
+                raise GraphError(f"layer {p} ({name}): an activation must follow a dense layer")
+            blocks.append(ActivationNodes(name, prev, size, _activation_fns(layer.fn, size, name)))
+        elif isinstance(layer, S.SoftmaxLayer):
+            if prev == "input":
+                raise GraphError(f"layer {p} ({name}): a softmax must follow a dense layer")
+            blocks.append(SoftmaxNodes(name, prev, size))
+        else:
+            if prev == "input":
+                raise GraphError(f"layer {p} ({name}): a loss needs a dense layer before it")
+            blocks.append(TargetNodes("target", size))
+            blocks.append(LossNodes(name, prev, "target", layer.fn, size))
+        prev = name
+    return blocks
+
+
+def _activation_fns(fn, size: int, where: str) -> tuple[str, ...]:
+    fns = (fn,) if isinstance(fn, str) else tuple(fn)
+    if len(fns) not in (1, size):
+        raise GraphError(f"{where}: {len(fns)} activation functions for {size} units (give one, or one per unit)")
+    unknown = [f for f in fns if f not in kinds.ACTIVATIONS]
+    if unknown:
+        raise GraphError(f"{where}: unknown activation {unknown[0]!r}; known: {sorted(kinds.ACTIVATIONS)}")
+    return fns
+
+
+# ---------------------------------------------------------------------------------------------
+# Free-form graphs
+
+
+def _freeform_blocks(spec: S.FreeFormSpec) -> list[Block]:
+    units: dict[str, Block] = {}
+    weight_names: set[str] = set()
+    for b in spec.blocks:
+        if isinstance(b, S.WeightBlock):
+            if b.name in weight_names:
+                raise GraphError(f"duplicate weights block {b.name!r}")
+            weight_names.add(b.name)
+        elif b.name in units:
+            raise GraphError(f"duplicate block {b.name!r} (a {units[b.name].kind} block and a {b.kind} block)")
+        else:
+            units[b.name] = b
+    for w in spec.blocks:
+        if isinstance(w, S.WeightBlock) and w.name in units and w.name != w.dst:
+            raise GraphError(f"duplicate block {w.name!r}: a weights block may share its name only with its dst neurons")
+
+    sizes: dict[str, int] = {}
+    built: list[Block] = []
+
+    def src_block(owner: str, field: str, name: str, allowed: tuple, what: str) -> Block:
+        blk = resolved.get(name)
+        if blk is None:
+            raise GraphError(f"{owner}: {field} {name!r} is not a block of this graph (dangling reference)")
+        if not isinstance(blk, allowed):
+            raise GraphError(f"{owner}: {field} {name!r} is a {blk.kind} block; {what}")
+        return blk
+
+    resolved: dict[str, Block] = {}
+    # Unit blocks whose size is known up front, then the ones sized by their source (in spec order,
+    # repeated until fixed, so that forward references resolve).
+    pending = list(spec.blocks)
+    for b in spec.blocks:
+        if isinstance(b, S.InputBlock):
+            resolved[b.name] = InputNodes(b.name, b.size)
+        elif isinstance(b, S.TargetBlock):
+            resolved[b.name] = TargetNodes(b.name, b.size)
+        elif isinstance(b, S.NeuronBlock):
+            resolved[b.name] = NeuronNodes(b.name, b.size, _bias_edges(b))
+    progress = True
+    while progress:
+        progress = False
+        for b in spec.blocks:
+            if b.name in resolved or not isinstance(b, (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)):
+                continue
+            src = resolved.get(b.src)
+            if src is None:
+                continue
+            if isinstance(b, S.ActivationBlock):
+                src_block(f"activation {b.name!r}", "src", b.src, (NeuronNodes,), "activations read neuron blocks")
+                resolved[b.name] = ActivationNodes(b.name, b.src, src.size, _activation_fns(b.fn, src.size, f"activation {b.name!r}"),
+                                                   fn_list=not isinstance(b.fn, str))
+            elif isinstance(b, S.SoftmaxBlock):
+                src_block(f"softmax {b.name!r}", "src", b.src, (NeuronNodes,), "a softmax reads a neuron block")
+                resolved[b.name] = SoftmaxNodes(b.name, b.src, src.size)
+            else:
+                src_block(f"loss {b.name!r}", "src", b.src, LOSS_SOURCES, "a loss reads neurons, activations or a softmax")
+                if b.target is None:
+                    raise GraphError(f"loss {b.name!r}: no target (every loss node compares its input with a target node)")
+                tgt = src_block(f"loss {b.name!r}", "target", b.target, (TargetNodes,), "the target must be a target block")
+                if tgt.size != src.size:
+                    raise GraphError(f"loss {b.name!r}: target {b.target!r} has {tgt.size} units but src {b.src!r} has {src.size}")
+                resolved[b.name] = LossNodes(b.name, b.src, b.target, b.fn, src.size)
+            progress = True
+    for b in spec.blocks:
+        if isinstance(b, (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)) and b.name not in resolved:
+            raise GraphError(f"{b.kind} {b.name!r}: src {b.src!r} is not a block of this graph (dangling reference)")
+
+    for b in pending:
+        if isinstance(b, S.WeightBlock):
+            owner = f"weights {b.name!r}"
+            src = src_block(owner, "src", b.src, WEIGHT_SOURCES, "weights read input, neuron, activation or softmax units")
+            dst = src_block(owner, "dst", b.dst, (NeuronNodes,), "weights sum into a neuron block")
+            built.append(_weight_nodes(b, src.size, dst.size))
+        else:
+            built.append(resolved[b.name])
+    return built
+
+
+def _bias_edges(b: S.NeuronBlock) -> np.ndarray | None:
+    if b.bias_edges is None:
+        return None
+    edges = np.asarray(b.bias_edges, dtype=np.int64).reshape(-1, 2)
+    for bias, neuron in edges:
+        for what, v in (("bias", bias), ("neuron", neuron)):
+            if not 0 <= v < b.size:
+                raise GraphError(f"neurons {b.name!r}: bias edge ({bias}, {neuron}) names {what} {v}, "
+                                 f"which does not exist (size {b.size}; dangling node)")
+    for bias in range(b.size):
+        fed = edges[edges[:, 0] == bias, 1]
+        if len(fed) > 1:
+            raise GraphError(f"{format_id(b.name, 'b', bias)}: a bias feeds exactly one neuron, this one feeds "
+                             f"{len(fed)}: {', '.join(format_id(b.name, 'sum', n) for n in fed)}")
+    for neuron in range(b.size):
+        has = edges[edges[:, 1] == neuron, 0]
+        if len(has) != 1:
+            raise GraphError(f"{format_id(b.name, 'sum', neuron)}: every neuron has exactly one bias, this one has {len(has)}")
+    return edges
+
+
+def _weight_nodes(b: S.WeightBlock, n_src: int, n_dst: int) -> WeightNodes:
+    owner = f"weights {b.name!r}"
+    if b.fan_in is not None and b.fan_in != n_src:
+        raise GraphError(f"{owner}: declared fan-in {b.fan_in} does not match src {b.src!r} with {n_src} units")
+    if b.mask is not None and b.edges is not None:
+        raise GraphError(f"{owner}: give a mask or edges, not both")
+    if b.mask is not None:
+        rows = len(b.mask)
+        if rows != n_src:
+            raise GraphError(f"{owner}: mask has {rows} rows but src {b.src!r} has {n_src} units (fan-in mismatch)")
+        for r, row in enumerate(b.mask):
+            if len(row) != n_dst:
+                raise GraphError(f"{owner}: mask row {r} has {len(row)} entries but dst {b.dst!r} has {n_dst} neurons")
+        m = np.asarray(b.mask)
+        if not np.isin(m, (0, 1)).all():
+            raise GraphError(f"{owner}: mask entries must be 0 or 1")
+        i, j = np.nonzero(m)
+        return WeightNodes(b.name, b.src, b.dst, n_src, n_dst, i.astype(np.int64), j.astype(np.int64), "mask", b.fan_in)
+    if b.edges is not None:
+        e = np.asarray(b.edges, dtype=np.int64).reshape(-1, 2)
+        for i, j in e:
+            if not 0 <= i < n_src:
+                raise GraphError(f"{owner}: edge ({i}, {j}) reads {format_id(b.src, 'x', i).split('/')[0]}[{i}], "
+                                 f"which does not exist ({b.src!r} has {n_src} units; dangling node)")
+            if not 0 <= j < n_dst:
+                raise GraphError(f"{owner}: edge ({i}, {j}) feeds {format_id(b.dst, 'sum', j)}, which does not exist "
+                                 f"({b.dst!r} has {n_dst} neurons; dangling node)")
+        keys = e[:, 0] * n_dst + e[:, 1]
+        uniq, counts = np.unique(keys, return_counts=True)
+        if (counts > 1).any():
+            i, j = divmod(int(uniq[counts > 1][0]), n_dst)
+            raise GraphError(f"{owner}: duplicate node {format_id(b.name, 'w', i, j)} (edge ({i}, {j}) listed twice)")
+        order = np.argsort(keys, kind="stable")
+        w = WeightNodes(b.name, b.src, b.dst, n_src, n_dst, e[order, 0], e[order, 1], "edges", b.fan_in)
+        w.given_order = order
+        return w
+    return WeightNodes(b.name, b.src, b.dst, n_src, n_dst, None, None, "dense", b.fan_in)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-graph checks
+
+
+def _block_key(b: Block) -> str:
+    return f"weights:{b.name}" if isinstance(b, WeightNodes) else b.name
+
+
+def _check_wiring(blocks: list[Block]) -> list[list[Block]]:
+    """Block-level DAG check, dangling-unit check; returns the topological waves of blocks."""
+    dag = nx.DiGraph()
+    by_key = {}
+    for b in blocks:
+        dag.add_node(_block_key(b))
+        by_key[_block_key(b)] = b
+    for b in blocks:
+        if isinstance(b, WeightNodes):
+            dag.add_edge(b.src, _block_key(b))
+            dag.add_edge(_block_key(b), b.dst)
+        elif isinstance(b, (ActivationNodes, SoftmaxNodes)):
+            dag.add_edge(b.src, b.name)
+        elif isinstance(b, LossNodes):
+            dag.add_edge(b.src, b.name)
+            dag.add_edge(b.target, b.name)
+    try:
+        cycle = nx.find_cycle(dag)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        raise GraphError(f"cycle: {path} (the forward graph must be acyclic; split recurrent neurons into separate blocks)")
+    if not any(isinstance(b, LossNodes) for b in blocks):
+        raise GraphError("the graph has no loss block: messages are seeded at loss nodes")
+    if not any(isinstance(b, InputNodes) for b in blocks):
+        raise GraphError("the graph has no input block")
+
+    order = {_block_key(b): k for k, b in enumerate(blocks)}
+    waves = [[by_key[k] for k in sorted(gen, key=order.get)] for gen in nx.topological_generations(dag)]
+
+    # Every unit that is not an input or a target must feed something: otherwise no message ever
+    # reaches it (a dangling node).
+    fan_out = {b.name: np.zeros(b.size, dtype=np.int64) for b in blocks if not isinstance(b, WeightNodes)}
+    fan_in = {b.name: np.zeros(b.size, dtype=np.int64) for b in blocks if isinstance(b, NeuronNodes)}
+    for b in blocks:
+        if isinstance(b, WeightNodes):
+            fan_out[b.src] += b.fan_out()
+            fan_in[b.dst] += b.fan_in_counts()
+        elif isinstance(b, (ActivationNodes, SoftmaxNodes, LossNodes)):
+            fan_out[b.src] += 1
+    for b in blocks:
+        if isinstance(b, (NeuronNodes, ActivationNodes, SoftmaxNodes)):
+            idle = np.nonzero(fan_out[b.name] == 0)[0]
+            if len(idle):
+                label = "b" if isinstance(b, NeuronNodes) else b.label
+                ids = ", ".join(format_id(b.name, label, k) for k in idle[:5]) + (" ..." if len(idle) > 5 else "")
+                raise GraphError(f"dangling node: {ids} feeds nothing (no path to a loss; no message can reach it)")
+        if isinstance(b, NeuronNodes):
+            empty = np.nonzero(fan_in[b.name] == 0)[0]
+            if len(empty):
+                ids = ", ".join(format_id(b.name, "sum", k) for k in empty[:5])
+                raise GraphError(f"dangling node: {ids} has no incoming weight (fan-in 0)")
+    return waves
+
+
+# ---------------------------------------------------------------------------------------------
+# Learner groups
+
+
+def learner_slots(blocks: list[Block]) -> list[tuple[str, str, str, int, tuple[str, ...], str | None]]:
+    """(key, block, role, size, states, loss fn) of every learner-bearing block part, in order."""
+    out = []
+    for b in blocks:
+        if isinstance(b, WeightNodes):
+            out.append((f"{b.name}/w", b.name, "weight", b.size, kinds.WEIGHT.states, None))
+        elif isinstance(b, NeuronNodes):
+            out.append((f"{b.name}/b", b.name, "bias", b.size, kinds.BIAS.states, None))
+        elif isinstance(b, ActivationNodes):
+            out.append((f"{b.name}/act", b.name, "activation", b.size, kinds.ACTIVATION.states, None))
+        elif isinstance(b, SoftmaxNodes):
+            out.append((f"{b.name}/unit", b.name, "softmax", b.size, kinds.SOFTMAX.states, None))
+        elif isinstance(b, LossNodes):
+            out.append((f"{b.name}/loss", b.name, "loss", b.size, kinds.LOSS_STATES[b.fn], b.fn))
+    return out
+
+
+SHARED_BY_KIND = {"weight": "W", "bias": "b"}
+
+
+def _assign_groups(blocks: list[Block], sharing: str, user_groups: dict[str, str]) -> list[Slot]:
+    raw = learner_slots(blocks)
+    known = {key for key, *_ in raw}
+    for key in user_groups:
+        if key not in known:
+            raise GraphError(f"groups: {key!r} is not a learner slot of this graph; slots: {', '.join(sorted(known))}")
+    slots = []
+    for key, block, role, size, states, fn in raw:
+        group = SHARED_BY_KIND.get(role, key) if sharing in ("kind", "kind+norm") else key
+        group = user_groups.get(key, group)
+        norm = group if sharing == "kind+norm" else key
+        slots.append(Slot(key, block, role, size, states, group, norm, fn))
+    by_group: dict[str, list[Slot]] = {}
+    for s in slots:
+        by_group.setdefault(s.group, []).append(s)
+    for group, members in by_group.items():
+        roles = {(s.role, s.loss_fn) for s in members}
+        if len(roles) > 1:
+            desc = ", ".join(f"{s.key} ({s.role if not s.loss_fn else s.loss_fn + ' loss'})" for s in members)
+            raise GraphError(f"learner group {group!r} mixes node kinds that cannot share f and g: {desc} "
+                             "(weights, biases, activations, softmax and each loss kind need their own learners)")
+    return slots
+
+
+# ---------------------------------------------------------------------------------------------
+# Back to the spec
+
+
+def graph_to_spec(graph: Graph):
+    """Write the spec of a graph (the inverse of :func:`build`)."""
+    src = graph.source
+    if isinstance(src, S.StackSpec):
+        layers = []
+        for layer in src.layers:
+            layers.append(layer.model_copy())
+        return S.StackSpec(inputs=graph.inputs[0].size, layers=layers, sharing=src.sharing, groups=dict(src.groups))
+    blocks = []
+    for spec_block in src.blocks:
+        b = graph.units.get(spec_block.name) if not isinstance(spec_block, S.WeightBlock) else graph.weights[spec_block.name]
+        blocks.append(_block_spec(b))
+    return S.FreeFormSpec(blocks=blocks, sharing=src.sharing, groups=dict(src.groups))
+
+
+def _block_spec(b: Block):
+    if isinstance(b, InputNodes):
+        return S.InputBlock(name=b.name, size=b.size)
+    if isinstance(b, TargetNodes):
+        return S.TargetBlock(name=b.name, size=b.size)
+    if isinstance(b, NeuronNodes):
+        edges = None if b.bias_edges is None else [tuple(int(v) for v in e) for e in b.bias_edges]
+        return S.NeuronBlock(name=b.name, size=b.size, bias_edges=edges)
+    if isinstance(b, WeightNodes):
+        mask = edges = None
+        if b.connectivity == "mask":
+            m = np.zeros((b.n_src, b.n_dst), dtype=int)
+            m[b.src_idx, b.dst_idx] = 1
+            mask = m.tolist()
+        elif b.connectivity == "edges":
+            pairs = np.empty((b.size, 2), dtype=np.int64)
+            pairs[b.given_order] = np.stack([b.src_idx, b.dst_idx], axis=1)
+            edges = [(int(i), int(j)) for i, j in pairs]
+        return S.WeightBlock(name=b.name, src=b.src, dst=b.dst, mask=mask, edges=edges, fan_in=b.fan_in)
+    if isinstance(b, ActivationNodes):
+        return S.ActivationBlock(name=b.name, src=b.src, fn=b.fns[0] if len(b.fns) == 1 and not b.fn_list else list(b.fns))
+    if isinstance(b, SoftmaxNodes):
+        return S.SoftmaxBlock(name=b.name, src=b.src)
+    return S.LossBlock(name=b.name, src=b.src, fn=b.fn, target=b.target)

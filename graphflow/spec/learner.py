@@ -1,0 +1,30 @@
+"""Pydantic model of a learned protocol's configuration (the learners f and g)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LearnerSpec(BaseModel):
+    """How every node group's learner is built (MPLP_SPEC.md, "Learners" and "Normalization")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    kind: Literal["stateful", "stateless"] = "stateful"
+    """``stateful``: one GRU-like cell per group; ``stateless``: MLPs f (update) and g (message)."""
+    message_size: int = Field(8, gt=0)
+    """k, the width of backward messages."""
+    hidden: int = Field(15, ge=0)
+    """Hidden carry channels of the stateful cell (ignored when stateless)."""
+    mlp_hidden: tuple[int, int] = (80, 40)
+    """Hidden widths of the learners' MLPs."""
+    gru_mlp_activation: Literal["tanh", "relu"] = "tanh"
+    """Hidden activation of the cell's MLPx/MLPc (the checkpoints use tanh; the seed text says relu)."""
+    aggregation: Literal["mean", "sum"] = "mean"
+    """How a unit combines the messages of its consumers (seed eq. 9 uses the mean)."""
+    init_std: float = Field(0.05, gt=0)
+    """Std of the inner network's initial weights (biases start at zero)."""
+    out_scale_factor: float = Field(0.2, gt=0)
+    """Initial update scale = out_scale_factor * init_std."""

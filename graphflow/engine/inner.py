@@ -1,0 +1,299 @@
+"""The inner loop, batched: every stage of the schedule runs as a few array operations over all
+nodes of a block, all examples of a minibatch and all tasks of an outer batch at once.
+
+Array layout (leading axes): T tasks, B examples. Unit values are [T, B, n]; dense weights
+[T, N, M], sparse weights [T, E], biases [T, M]; learner carries [T, B, *nodes, C].
+
+The code uses only array operators and a few functions of ``xp`` (the backend's array module),
+so that the same code runs on numpy and CuPy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphflow.backend import Backend, get_backend
+from graphflow.graph import kinds
+from graphflow.graph.blocks import (
+    ActivationNodes,
+    InputNodes,
+    LossNodes,
+    NeuronNodes,
+    SoftmaxNodes,
+    WeightNodes,
+)
+from graphflow.learners.cells import gru_cell, stateless_cell
+from graphflow.learners.protocol import Protocol, slot_layout
+from graphflow.schedule import schedule as make_schedule
+
+
+@dataclass
+class NetState:
+    """The inner network of T tasks: parameters and learner carries."""
+
+    params: dict[str, object]
+    """``"<block>/w"`` -> [T, N, M] (dense) or [T, E]; ``"<block>/b"`` -> [T, M]."""
+    carries: dict[str, object] = field(default_factory=dict)
+    """Slot key -> [T, B, *nodes, C] (stateful learners; absent = zero)."""
+    step: int = 0
+
+
+@dataclass
+class StepResult:
+    """What one inner step saw before its update: predictions and per-element losses."""
+
+    outputs: dict[str, object]
+    """Loss block -> the values it compared with the target, [T, B, n]."""
+    losses: dict[str, object]
+    """Loss block -> per-element loss, [T, B, n]."""
+
+    @property
+    def pred(self):
+        return next(iter(self.outputs.values()))
+
+    @property
+    def loss(self):
+        return next(iter(self.losses.values()))
+
+
+@dataclass
+class Forward:
+    values: dict
+    """Unit block -> its output values [T, B, n] (neuron blocks: z, after the bias)."""
+    states: dict
+    """Slot key -> tuple of stored states, each broadcastable to [T, B, *nodes]."""
+    losses: dict
+    outputs: dict
+
+
+class Engine:
+    """Runs a graph's inner loop with a protocol on a backend.
+
+    >>> import graphflow as gf, numpy as np
+    >>> g = gf.build(gf.stack(1, gf.Dense(4), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
+    >>> eng = Engine(g, Protocol.init(g, gf.LearnerSpec(hidden=3, message_size=2)))
+    >>> state = eng.init_network(np.random.default_rng(0), tasks=2)
+    >>> x = np.zeros((2, 5, 1), np.float32)
+    >>> state, res = eng.step(state, x, x)
+    >>> res.loss.shape, state.params["dense0/w"].shape
+    ((2, 5, 1), (2, 1, 4))
+    """
+
+    def __init__(self, graph, protocol: Protocol, backend: str | Backend = "numpy"):
+        self.graph = graph
+        self.protocol = protocol
+        self.be = get_backend(backend)
+        self.schedule = make_schedule(graph)
+        self.layouts = {key: slot_layout(s, protocol.spec) for key, s in graph.slots.items()}
+        self.set_protocol(protocol)
+        xp = self.be.xp
+        self._idx = {}
+        for w in graph.weights.values():
+            if not w.dense:
+                self._idx[w.name] = (self.be.index(w.src_idx), self.be.index(w.dst_idx))
+        self._fan_out = {name: self.be.asarray(graph.fan_out(name))[:, None]
+                         for name, b in graph.units.items() if not isinstance(b, LossNodes)}
+        self._fns = {b.name: b for b in graph.units.values() if isinstance(b, ActivationNodes)}
+        self._mixed = {}
+        for b in self._fns.values():
+            if len(set(b.fns)) > 1:
+                self._mixed[b.name] = {fn: self.be.asarray([f == fn for f in b.fns]) for fn in sorted(set(b.fns))}
+        del xp
+
+    def set_protocol(self, protocol: Protocol) -> None:
+        """Use (device copies of) ``protocol``'s parameters from now on."""
+        self.protocol = protocol
+        self.learner_params = {g: {n: self.be.asarray(a) for n, a in p.items()} for g, p in protocol.learners.items()}
+        self.norm_params = {g: {n: self.be.asarray(a) for n, a in p.items()} for g, p in protocol.norms.items()}
+
+    # ------------------------------------------------------------------ network state
+    def init_network(self, rng: np.random.Generator, tasks: int = 1, init_std: float | None = None) -> NetState:
+        """Fresh inner networks: weights N(0, init_std^2), biases zero (numpy draws, then moved)."""
+        std = self.protocol.spec.init_std if init_std is None else init_std
+        params = {}
+        for w in self.graph.weights.values():
+            shape = (tasks, w.n_src, w.n_dst) if w.dense else (tasks, w.size)
+            params[f"{w.name}/w"] = self.be.asarray(rng.normal(0.0, std, size=shape))
+        for b in self.graph.units.values():
+            if isinstance(b, NeuronNodes):
+                params[f"{b.name}/b"] = self.be.asarray(np.zeros((tasks, b.size)))
+        return NetState(params)
+
+    def network_from_arrays(self, arrays: dict[str, np.ndarray]) -> NetState:
+        """A state from given parameters (``"dense0/w"`` [N, M] or [T, N, M], ...)."""
+        params = {}
+        for key, a in arrays.items():
+            a = np.asarray(a, np.float32)
+            block, label = key.split("/")
+            base = 2 if label == "w" and self.graph.weights[block].dense else 1
+            params[key] = self.be.asarray(a[None] if a.ndim == base else a)
+        return NetState(params)
+
+    # ------------------------------------------------------------------ forward
+    def _feed(self, data, blocks, what: str) -> dict:
+        if not isinstance(data, dict):
+            if len(blocks) != 1:
+                raise ValueError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
+            data = {blocks[0].name: data}
+        out = {}
+        for b in blocks:
+            if b.name not in data:
+                raise ValueError(f"{what}: no data for block {b.name!r}")
+            a = self.be.asarray(data[b.name])
+            if a.ndim == 2:
+                a = a[None]
+            if a.shape[-1] != b.size:
+                raise ValueError(f"{what} {b.name!r}: last axis {a.shape[-1]} does not match its {b.size} units")
+            out[b.name] = a
+        return out
+
+    def forward(self, state: NetState, x, y=None) -> Forward:
+        xp = self.be.xp
+        values = self._feed(x, self.graph.inputs, "inputs")
+        if y is not None:
+            values.update(self._feed(y, self.graph.targets, "targets"))
+        states, losses, outputs = {}, {}, {}
+        partial: dict[str, object] = {}
+        for st in self.schedule.forward:
+            b = self.graph.weights.get(st.block) if st.op in ("dense_matmul", "sparse_matmul") else self.graph.units[st.block]
+            if st.op == "dense_matmul":
+                contrib = values[b.src] @ state.params[f"{b.name}/w"]
+                partial[b.dst] = contrib if b.dst not in partial else partial[b.dst] + contrib
+                states[f"{b.name}/w"] = (state.params[f"{b.name}/w"][:, None], values[b.src])
+            elif st.op == "sparse_matmul":
+                src_idx, dst_idx = self._idx[b.name]
+                w = state.params[f"{b.name}/w"]
+                xs = values[b.src][..., src_idx]
+                contrib = self.be.segment_sum(xs * w[:, None], dst_idx, b.n_dst)
+                partial[b.dst] = contrib if b.dst not in partial else partial[b.dst] + contrib
+                states[f"{b.name}/w"] = (w[:, None], xs)
+            elif st.op == "neuron_bias":
+                bias = state.params[f"{b.name}/b"][:, None]
+                z, states[f"{b.name}/b"] = kinds.bias_forward(xp, partial[b.name], bias)
+                values[b.name] = z
+            elif st.op == "activation":
+                z = values[b.src]
+                if b.name in self._mixed:
+                    a = None
+                    for fn, mask in self._mixed[b.name].items():
+                        term = xp.where(mask, kinds.ACTIVATIONS[fn](xp, z), 0.0)
+                        a = term if a is None else a + term
+                else:
+                    a = kinds.ACTIVATIONS[b.fns[0]](xp, z)
+                values[b.name] = a
+                states[f"{b.name}/act"] = (z,)
+            elif st.op == "softmax":
+                values[b.name], states[f"{b.name}/unit"] = kinds.softmax_forward(xp, values[b.src])
+            elif st.op == "loss":
+                out = values[b.src]
+                outputs[b.name] = out
+                if y is None:
+                    continue
+                losses[b.name], states[f"{b.name}/loss"] = kinds.loss_forward(xp, b.fn, out, values[b.target])
+        return Forward(values, states, losses, outputs)
+
+    # ------------------------------------------------------------------ learners
+    def _streams(self, slot, incoming, fwd: Forward):
+        """Standardized input streams of one slot, each [..., width] broadcastable to its nodes."""
+        norm = self.norm_params[slot.norm_group]
+        shift, scale = norm["in_shift"], norm["in_scale"]
+        raw = [incoming] + [s[..., None] for s in fwd.states[slot.key]]
+        if slot.role == "weight":
+            w = self.graph.weights[slot.block]
+            wstate, xstate = fwd.states[slot.key]
+            if w.dense:  # message [T,B,M,k] -> [T,B,1,M,k]; w [T,1,N,M]; x [T,B,N] -> [T,B,N,1]
+                raw = [incoming[:, :, None], wstate[..., None], xstate[..., None, None]]
+            else:
+                raw = [incoming[:, :, self._idx[w.name][1]], wstate[..., None], xstate[..., None]]
+        return [(v + shift[k]) * scale[k] for k, v in enumerate(raw)]
+
+    def _call_learner(self, slot, streams, state: NetState, new_carries: dict):
+        layout = self.layouts[slot.key]
+        p = self.learner_params[slot.group]
+        xp = self.be.xp
+        if self.protocol.spec.kind == "stateless":
+            upd, msg = stateless_cell(xp, p, streams, layout.stream_widths)
+            return upd, msg, None
+        carry = state.carries.get(slot.key)
+        if carry is None:
+            shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
+            carry = xp.zeros(shape, dtype=self.be.dtype)
+        new = gru_cell(xp, p, streams, layout.stream_widths, carry, self.protocol.spec.gru_mlp_activation)
+        new_carries[slot.key] = new
+        upd = new[..., 0:1] if layout.has_parameter else None
+        return upd, new[..., new.shape[-1] - layout.message:], new
+
+    # ------------------------------------------------------------------ one inner step
+    def step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:
+        """Forward on (x, y), message pass, update; returns the new state and what the step saw."""
+        fwd = self.forward(state, x, y)
+        updates, carries = self.message_pass(state, fwd, recorder)
+        params = dict(state.params)
+        for st in self.schedule.update:
+            norm = self.norm_params[st.norm_group]
+            delta = (updates[st.slot].mean(axis=1)[..., 0] - norm["out_mean"]) * norm["out_scale"]
+            params[st.slot] = params[st.slot] + delta
+            if recorder is not None:
+                recorder.on_update(st.slot, delta)
+        new = NetState(params, carries, state.step + 1)
+        if recorder is not None:
+            recorder.end_step(self, state, new, fwd)
+        return new, StepResult(fwd.outputs, fwd.losses)
+
+    def message_pass(self, state: NetState, fwd: Forward, recorder=None):
+        """All learner calls of one step; returns per-slot raw updates [T,B,*nodes,1] and new carries."""
+        xp = self.be.xp
+        agg = self.protocol.spec.aggregation
+        received: dict[str, object] = {}  # unit block -> sum of messages received
+        sent_by_bias: dict[str, object] = {}
+        updates, carries = {}, {}
+        current = None
+        for st in self.schedule.message:
+            g = self.graph
+            if st.op == "seed":
+                current = fwd.losses[st.block][..., None]
+            elif st.op == "gather":
+                total = received[st.block]
+                current = total / self._fan_out[st.block] if agg == "mean" else total
+            elif st.op == "learner":
+                slot = g.slots[st.slot]
+                if slot.role == "weight":
+                    current = sent_by_bias[g.weights[slot.block].dst]
+                streams = self._streams(slot, current, fwd)
+                upd, msg, carry = self._call_learner(slot, streams, state, carries)
+                if upd is not None:
+                    updates[slot.key] = upd
+                if recorder is not None:
+                    recorder.on_learner(slot, current, streams, carry, msg, upd)
+                if slot.role == "bias":
+                    sent_by_bias[slot.block] = msg
+                current = msg
+            elif st.op == "send":
+                src = g.units[st.block].src
+                received[src] = current if src not in received else received[src] + current
+            elif st.op == "aggregate":
+                (to_input,) = st.args
+                if to_input and recorder is None:
+                    continue
+                w = g.weights[st.block]
+                if w.dense:
+                    total = xp.sum(current, axis=3)
+                else:
+                    total = self.be.segment_sum(current, self._idx[w.name][0], w.n_src, axis=2)
+                received[w.src] = total if w.src not in received else received[w.src] + total
+                if recorder is not None and to_input:
+                    recorder.on_input_message(w.src, total)
+        return updates, carries
+
+    def run(self, state: NetState, xs, ys, recorder=None) -> tuple[NetState, list[StepResult]]:
+        """Inner loop over steps: ``xs``/``ys`` are [steps, T, B, n] (or [steps, B, n])."""
+        results = []
+        for k in range(len(xs)):
+            state, res = self.step(state, xs[k], ys[k], recorder)
+            results.append(res)
+        return state, results
+
+    def predict(self, state: NetState, x):
+        return self.forward(state, x).outputs

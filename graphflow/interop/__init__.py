@@ -1,0 +1,1 @@
+"""Interoperability with other implementations (the reference MPLP checkpoints)."""

@@ -1,0 +1,203 @@
+"""The published MPLP checkpoints: flat float32 arrays <-> graphflow graphs and protocols.
+
+A checkpoint is a flat array of named segments (``checkpoint_layouts.json`` lists them).
+:func:`reference_layout` derives that list from a graph and a protocol, so loading needs no file
+besides the checkpoint; a given layout file is checked against it. Names read
+``layer<p>.<W|b>.bw.<part>`` for dense layers and ``layer<p>.bw.<part>`` for the others,
+``shared.<W|b>_net.<part>`` for learners shared across layers.
+
+>>> graph, protocol = preset_protocol("sinusoid")
+>>> [name for name, _ in reference_layout(graph, protocol)][:2]
+['layer0.W.bw.in_std.norm.message', 'layer0.W.bw.in_std.norm.W_b']
+>>> sum(int(np.prod(shape)) for _, shape in reference_layout(graph, protocol))
+115081
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.errors import GraphflowError
+from graphflow.graph import build
+from graphflow.learners.protocol import Protocol
+from graphflow.spec.learner import LearnerSpec
+
+# How the reference names each slot's streams (message first, then the states in graphflow's order).
+STREAM_NAMES = {
+    "weight": ("message", "W_b", "W_in"),
+    "bias": ("message", "b_b", "b_in"),
+    "activation": ("message", "act_in"),
+    "softmax": ("message", "softmax_inputs", "softmax_translated_inputs", "softmax_exp_nom", "softmax_exp_denom"),
+    "l2": ("message", "l2loss_x", "l2loss_targets", "l2loss_diff"),
+    "l1": ("message", "l1loss_x", "l1loss_targets"),
+    "ce": ("message", "celoss_x", "celoss_targets", "celoss_log_in"),
+}
+SHARED_NAMES = {"W": "shared.W_net", "b": "shared.b_net"}
+
+PROTOCOL_PRESETS = {
+    "sinusoid": ("sinusoid", LearnerSpec(kind="stateful", message_size=8, hidden=15)),
+    "maml-sinusoid": ("sinusoid", LearnerSpec(kind="stateless", message_size=8, hidden=0)),
+    "mnist": ("mnist", LearnerSpec(kind="stateful", message_size=4, hidden=7), "kind"),
+}
+
+
+def preset_protocol(name: str, seed: int = 0) -> tuple:
+    """(graph, randomly initialized protocol) of a reference preset: sinusoid, maml-sinusoid, mnist."""
+    from graphflow.presets import PRESETS
+
+    if name not in PROTOCOL_PRESETS:
+        raise GraphflowError(f"unknown MPLP preset {name!r}; known: {', '.join(PROTOCOL_PRESETS)}")
+    graph_name, learner, *sharing = PROTOCOL_PRESETS[name]
+    spec = PRESETS[graph_name]()
+    if sharing:
+        spec = spec.model_copy(update={"sharing": sharing[0]})
+    graph = build(spec)
+    return graph, Protocol.init(graph, learner, seed)
+
+
+def _slot_prefixes(graph) -> list[tuple[str, object]]:
+    """(reference prefix, slot) for every slot, in layer order (W before b)."""
+    spec = graph.source
+    out = []
+    from graphflow.graph.build import default_layer_name
+
+    for p, layer in enumerate(spec.layers):
+        name = default_layer_name(layer, p)
+        if layer.kind == "dense":
+            out.append((f"layer{p}.W.bw", graph.slots[f"{name}/w"]))
+            out.append((f"layer{p}.b.bw", graph.slots[f"{name}/b"]))
+        else:
+            label = {"activation": "act", "softmax": "unit", "loss": "loss"}[layer.kind]
+            out.append((f"layer{p}.bw", graph.slots[f"{name}/{label}"]))
+    return out
+
+
+def _streams(slot) -> tuple[str, ...]:
+    return STREAM_NAMES[slot.loss_fn or slot.role]
+
+
+def _segments(graph, protocol: Protocol):
+    """Yield (name, getter, setter) of every checkpoint segment in order."""
+    shared_groups = {g for g in SHARED_NAMES if g in protocol.learners}
+    stateless = protocol.spec.kind == "stateless"
+    for prefix, slot in _slot_prefixes(graph):
+        norm = protocol.norms[slot.norm_group]
+        streams = _streams(slot)
+        for field, key in (("norm", "in_scale"), ("mean", "in_shift")):
+            for k, stream in enumerate(streams):
+                yield f"{prefix}.in_std.{field}.{stream}", _item(norm, key, k)
+        learner = protocol.learners[slot.group]
+        out_prefix = "f" if stateless else "out_std"
+        if slot.group in shared_groups:
+            learner_items = []
+        elif stateless:
+            learner_items = [n for n in learner if n.startswith("f.")] + [n for n in learner if n.startswith("g.")]
+        else:
+            learner_items = list(learner)
+        f_items = [n for n in learner_items if n.startswith("f.")]
+        for n in f_items:
+            yield f"{prefix}.{n}", _entry(learner, n)
+        if slot.has_parameter and stateless:
+            yield f"{prefix}.f.out_scale", _entry(norm, "out_scale")
+            yield f"{prefix}.f.out_mean", _entry(norm, "out_mean")
+        for n in learner_items:
+            if not n.startswith("f."):
+                yield f"{prefix}.{n}", _entry(learner, n)
+        if slot.has_parameter and not stateless:
+            yield f"{prefix}.{out_prefix}.out_scale", _entry(norm, "out_scale")
+            yield f"{prefix}.{out_prefix}.out_mean", _entry(norm, "out_mean")
+    for group in sorted(shared_groups, key=list(SHARED_NAMES).index):
+        for n in protocol.learners[group]:
+            yield f"{SHARED_NAMES[group]}.{n}", _entry(protocol.learners[group], n)
+
+
+def _entry(d, key):
+    def get():
+        return d[key]
+
+    def put(v):
+        d[key] = np.asarray(v, np.float32).reshape(d[key].shape)
+
+    return get, put
+
+
+def _item(d, key, k):
+    def get():
+        return d[key][k]
+
+    def put(v):
+        d[key][k] = np.float32(v.reshape(()))
+
+    return get, put
+
+
+def reference_layout(graph, protocol: Protocol) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every segment of the reference flat checkpoint, in order."""
+    return [(name, tuple(np.shape(get()))) for name, (get, _) in _segments(graph, protocol)]
+
+
+def check_layout(graph, protocol: Protocol, layout_json: list[dict], where: str = "layout") -> None:
+    """Raise a clear error when a layout file disagrees with the derived layout."""
+    ours = reference_layout(graph, protocol)
+    theirs = [(s["name"], tuple(s["shape"])) for s in layout_json]
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            raise GraphflowError(f"{where}: segment {k} is {b[0]} {list(b[1])}, graphflow expects {a[0]} {list(a[1])}")
+    if len(ours) != len(theirs):
+        raise GraphflowError(f"{where}: {len(theirs)} segments, graphflow expects {len(ours)}")
+
+
+def load_checkpoint(preset: str, path: str | Path, layout: str | Path | None = None) -> tuple:
+    """Load a reference checkpoint into (graph, protocol) of ``preset``.
+
+    The layout is derived; when ``layout`` (or ``checkpoint_layouts.json`` beside the file) is
+    present, it is checked against the derived one.
+    """
+    path = Path(path)
+    graph, protocol = preset_protocol(preset)
+    try:
+        flat = np.load(path)
+    except FileNotFoundError:
+        raise GraphflowError(f"{path}: no such checkpoint file") from None
+    if flat.dtype != np.float32 or flat.ndim != 1:
+        raise GraphflowError(f"{path}: expected a flat float32 array, got {flat.dtype} {list(flat.shape)}")
+    layout_path = Path(layout) if layout else path.with_name("checkpoint_layouts.json")
+    if layout_path.exists():
+        layouts = json.loads(layout_path.read_text())
+        if path.name in layouts:
+            check_layout(graph, protocol, layouts[path.name], f"{layout_path} [{path.name}]")
+        elif layout:
+            raise GraphflowError(f"{layout_path}: no layout for {path.name}")
+    segments = list(_segments(graph, protocol))
+    total = sum(int(np.prod(np.shape(get()))) for _, (get, _) in segments)
+    if total != flat.size:
+        raise GraphflowError(f"{path}: {flat.size} values, preset {preset!r} needs {total}")
+    offset = 0
+    for _, (get, put) in segments:
+        n = int(np.prod(np.shape(get())))
+        put(flat[offset:offset + n])
+        offset += n
+    protocol.meta.update({"source": str(path), "preset": preset})
+    return graph, protocol
+
+
+def export_checkpoint(graph, protocol: Protocol) -> np.ndarray:
+    """The flat float32 array of ``protocol`` in the reference layout (inverse of loading)."""
+    return np.concatenate([np.asarray(get(), np.float32).reshape(-1) for _, (get, _) in _segments(graph, protocol)])
+
+
+def load_prior(graph, path: str | Path) -> dict[str, np.ndarray]:
+    """A flat prior (initial W1, b1, W2, b2, ... in layer order) as ``{"dense0/w": ..., "dense0/b": ...}``."""
+    flat = np.load(Path(path))
+    out, offset = {}, 0
+    for w in graph.weights.values():
+        for key, shape in ((f"{w.name}/w", (w.n_src, w.n_dst)), (f"{w.dst}/b", (w.n_dst,))):
+            n = int(np.prod(shape))
+            out[key] = flat[offset:offset + n].reshape(shape).astype(np.float32)
+            offset += n
+    if offset != flat.size:
+        raise GraphflowError(f"{path}: {flat.size} values, the network has {offset} parameters")
+    return out

@@ -1,0 +1,156 @@
+"""Graph -> schedule: a list of small, named passes over the immutable graph.
+
+1. :func:`forward_stages` — one stage per block in topological waves: a dense matmul per dense
+   weight block (a gather-multiply-segment-sum for sparse ones), a sum-plus-bias per neuron block,
+   then activations, softmax and losses.
+2. :func:`message_stages` — the backward message pass in the order of MPLP_SPEC.md: loss seeds,
+   then block by block in reverse topological order: gather the messages a unit received (their
+   mean over its consumers), call the block's learner (all its nodes at once), and send the
+   outgoing messages on: 1:1 to a source unit, replicated from each bias to the weights of its
+   neuron (a broadcast for dense blocks, a gather for sparse ones), aggregated from weights to
+   their source units (a sum over outputs, or a segment sum).
+3. :func:`update_stages` — the residual parameter updates, after all learners have run.
+
+Each stage names its block and, for learner calls, its learner and normalization group. The
+engine runs these stages; tests assert how many of each a graph becomes.
+
+>>> import graphflow as gf
+>>> s = schedule(gf.build(gf.stack(1, gf.Dense(20), gf.ReLU(), gf.Dense(1), gf.L2Loss())))
+>>> s.counts()
+{'forward': 5, 'message': 11, 'update': 4, 'learner_calls': 5}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graphflow.graph.blocks import (
+    ActivationNodes,
+    InputNodes,
+    LossNodes,
+    NeuronNodes,
+    SoftmaxNodes,
+    TargetNodes,
+    WeightNodes,
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One batched operation of the schedule."""
+
+    pass_name: str
+    op: str
+    block: str
+    slot: str | None = None
+    group: str | None = None
+    norm_group: str | None = None
+    detail: str = ""
+    args: tuple = field(default=(), compare=False)
+
+    def __str__(self) -> str:
+        where = f"{self.op:<16} {self.block:<14}"
+        if self.slot:
+            where += f" learner={self.group} norm={self.norm_group}"
+        return f"{where} {self.detail}".rstrip()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The stages of one inner step: forward, message pass, updates."""
+
+    forward: tuple[Stage, ...]
+    message: tuple[Stage, ...]
+    update: tuple[Stage, ...]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "forward": len(self.forward),
+            "message": len(self.message),
+            "update": len(self.update),
+            "learner_calls": sum(s.op == "learner" for s in self.message),
+        }
+
+    def learner_calls(self) -> dict[str, int]:
+        """Learner group -> number of learner calls per inner step."""
+        out: dict[str, int] = {}
+        for s in self.message:
+            if s.op == "learner":
+                out[s.group] = out.get(s.group, 0) + 1
+        return out
+
+    def __str__(self) -> str:
+        lines = []
+        for name, stages in (("forward", self.forward), ("message", self.message), ("update", self.update)):
+            lines.append(f"{name} pass ({len(stages)} stages)")
+            lines += [f"  {k:>2}. {s}" for k, s in enumerate(stages)]
+        c = self.counts()
+        lines.append(f"{c['learner_calls']} learner calls, groups: "
+                     + ", ".join(f"{g} x{n}" for g, n in self.learner_calls().items()))
+        return "\n".join(lines)
+
+
+def forward_stages(graph) -> list[Stage]:
+    stages = []
+    for wave_no, wave in enumerate(graph.waves):
+        for b in wave:
+            if isinstance(b, (InputNodes, TargetNodes)):
+                continue
+            if isinstance(b, WeightNodes):
+                if b.dense:
+                    stages.append(Stage("forward", "dense_matmul", b.name, detail=f"wave {wave_no}: {b.src}[{b.n_src}] @ w[{b.n_src}x{b.n_dst}]"))
+                else:
+                    stages.append(Stage("forward", "sparse_matmul", b.name, detail=f"wave {wave_no}: gather {b.size} edges, segment sum into {b.dst}[{b.n_dst}]"))
+            elif isinstance(b, NeuronNodes):
+                n_in = len(graph.incoming_weights(b.name))
+                stages.append(Stage("forward", "neuron_bias", b.name, detail=f"wave {wave_no}: sum of {n_in} weight block(s) + b[{b.size}]"))
+            elif isinstance(b, ActivationNodes):
+                fns = "/".join(sorted(set(b.fns)))
+                stages.append(Stage("forward", "activation", b.name, detail=f"wave {wave_no}: {fns}[{b.size}]"))
+            elif isinstance(b, SoftmaxNodes):
+                stages.append(Stage("forward", "softmax", b.name, detail=f"wave {wave_no}: [{b.size}]"))
+            elif isinstance(b, LossNodes):
+                stages.append(Stage("forward", "loss", b.name, detail=f"wave {wave_no}: {b.fn}[{b.size}] vs {b.target}"))
+    return stages
+
+
+def _learner(graph, slot_key: str, detail: str) -> Stage:
+    s = graph.slots[slot_key]
+    return Stage("message", "learner", s.block, s.key, s.group, s.norm_group, detail)
+
+
+def message_stages(graph) -> list[Stage]:
+    stages = []
+    for b in reversed(graph.blocks):
+        if isinstance(b, LossNodes):
+            stages.append(Stage("message", "seed", b.name, detail=f"[loss] -> {b.name}/loss[{b.size}]"))
+            stages.append(_learner(graph, f"{b.name}/loss", f"{b.size} nodes"))
+            stages.append(Stage("message", "send", b.name, detail=f"1:1 -> {b.src}"))
+        elif isinstance(b, (ActivationNodes, SoftmaxNodes)):
+            stages.append(Stage("message", "gather", b.name, detail=f"mean over consumers of {b.name}[{b.size}]"))
+            stages.append(_learner(graph, f"{b.name}/{b.label}", f"{b.size} nodes"))
+            stages.append(Stage("message", "send", b.name, detail=f"1:1 -> {b.src}"))
+        elif isinstance(b, NeuronNodes):
+            stages.append(Stage("message", "gather", b.name, detail=f"mean over consumers of {b.name}/b[{b.size}]"))
+            stages.append(_learner(graph, f"{b.name}/b", f"{b.size} nodes"))
+            for w in graph.incoming_weights(b.name):
+                how = "broadcast" if w.dense else "gather"
+                stages.append(Stage("message", "replicate", w.name, detail=f"{b.name}/b -> {w.name}/w ({how}, x{w.n_src})"))
+        elif isinstance(b, WeightNodes):
+            stages.append(_learner(graph, f"{b.name}/w", f"{b.size} nodes"))
+            to_input = isinstance(graph.units[b.src], InputNodes)
+            how = "sum over outputs" if b.dense else "segment sum"
+            stages.append(Stage("message", "aggregate", b.name,
+                                detail=f"{b.name}/w -> {b.src} ({how}{'; only when inspected' if to_input else ''})",
+                                args=(to_input,)))
+    return stages
+
+
+def update_stages(graph) -> list[Stage]:
+    return [Stage("update", "update", s.block, s.key, s.group, s.norm_group, f"{s.key} += scale * (mean_B f - mean0)")
+            for s in graph.slots.values() if s.has_parameter]
+
+
+def schedule(graph) -> Schedule:
+    """Run the passes: graph -> :class:`Schedule`."""
+    return Schedule(tuple(forward_stages(graph)), tuple(message_stages(graph)), tuple(update_stages(graph)))

@@ -199,15 +199,16 @@ class Engine:
         """Standardized input streams of one slot, each [..., width] broadcastable to its nodes."""
         norm = self.norm_params[slot.norm_group]
         shift, scale = norm["in_shift"], norm["in_scale"]
-        raw = [incoming] + [s[..., None] for s in fwd.states[slot.key]]
-        if slot.role == "weight":
+        if slot.role != "weight":
+            raw = [incoming] + [s[..., None] for s in fwd.states[slot.key]]
+        else:
             w = self.graph.weights[slot.block]
             wstate, xstate = fwd.states[slot.key]
             if w.dense:  # message [T,B,M,k] -> [T,B,1,M,k]; w [T,1,N,M]; x [T,B,N] -> [T,B,N,1]
                 raw = [incoming[:, :, None], wstate[..., None], xstate[..., None, None]]
-            else:
+            else:  # replication by gather: each edge reads the message of its neuron
                 raw = [incoming[:, :, self._idx[w.name][1]], wstate[..., None], xstate[..., None]]
-        return [(v + shift[k]) * scale[k] for k, v in enumerate(raw)]
+        return raw, [(v + shift[k]) * scale[k] for k, v in enumerate(raw)]
 
     def _call_learner(self, slot, streams, state: NetState, new_carries: dict):
         layout = self.layouts[slot.key]
@@ -236,10 +237,10 @@ class Engine:
             delta = (updates[st.slot].mean(axis=1)[..., 0] - norm["out_mean"]) * norm["out_scale"]
             params[st.slot] = params[st.slot] + delta
             if recorder is not None:
-                recorder.on_update(st.slot, delta)
+                recorder.on_update(self, st.slot, delta)
         new = NetState(params, carries, state.step + 1)
         if recorder is not None:
-            recorder.end_step(self, state, new, fwd)
+            recorder.end_step(self)
         return new, StepResult(fwd.outputs, fwd.losses)
 
     def message_pass(self, state: NetState, fwd: Forward, recorder=None):
@@ -261,12 +262,12 @@ class Engine:
                 slot = g.slots[st.slot]
                 if slot.role == "weight":
                     current = sent_by_bias[g.weights[slot.block].dst]
-                streams = self._streams(slot, current, fwd)
+                raw, streams = self._streams(slot, current, fwd)
                 upd, msg, carry = self._call_learner(slot, streams, state, carries)
                 if upd is not None:
                     updates[slot.key] = upd
                 if recorder is not None:
-                    recorder.on_learner(slot, current, streams, carry, msg, upd)
+                    recorder.on_learner(self, slot, raw, streams, carry, msg, upd)
                 if slot.role == "bias":
                     sent_by_bias[slot.block] = msg
                 current = msg
@@ -283,8 +284,11 @@ class Engine:
                 else:
                     total = self.be.segment_sum(current, self._idx[w.name][0], w.n_src, axis=2)
                 received[w.src] = total if w.src not in received else received[w.src] + total
-                if recorder is not None and to_input:
-                    recorder.on_input_message(w.src, total)
+
+        if recorder is not None:
+            for b in self.graph.inputs:
+                if b.name in received:
+                    recorder.on_input_message(self, b.name, received[b.name] / self._fan_out[b.name])
         return updates, carries
 
     def run(self, state: NetState, xs, ys, recorder=None) -> tuple[NetState, list[StepResult]]:

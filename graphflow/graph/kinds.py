@@ -57,7 +57,8 @@ def register_activation(name: str, fn: Callable) -> None:
 
 
 def _sigmoid(xp, z):
-    return 1.0 / (1.0 + xp.exp(-z))
+    # The tanh form never overflows (exp(-z) does for z < -88 in float32).
+    return 0.5 + 0.5 * xp.tanh(0.5 * z)
 
 
 register_activation("relu", lambda xp, z: xp.maximum(z, 0))

@@ -1,0 +1,90 @@
+"""``graphflow mplp``: the reference MPLP checkpoints — replay a trace, evaluate a protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from graphflow.cli import app
+
+mplp = typer.Typer(no_args_is_help=True, help="Run the published MPLP protocols (reference checkpoints).")
+app.add_typer(mplp, name="mplp")
+
+
+def _engine(preset: str, checkpoint: Path, backend: str):
+    from graphflow.engine import Engine
+    from graphflow.interop.mplp import load_checkpoint
+
+    graph, protocol = load_checkpoint(preset, checkpoint)
+    return Engine(graph, protocol, backend)
+
+
+@mplp.command()
+def replay(
+    preset: str = typer.Option(..., help="sinusoid, maml-sinusoid or mnist"),
+    checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
+    trace: Path = typer.Option(..., help="trace file with case<k>/x, y, init_W<n>, init_b<n>"),
+    out: Path = typer.Option(..., help="where to write the replayed trace (.npz)"),
+    prior: Path = typer.Option(None, help="flat prior (initial network) for cases without init_*"),
+    inspect: str = typer.Option(None, help="comma-separated node ids or patterns to record, e.g. 'dense4/w[*,0]'"),
+    inspect_out: Path = typer.Option(None, help="JSON file for what --inspect records"),
+    backend: str = typer.Option("numpy", help="numpy or cupy"),
+) -> None:
+    """Run the inner loop of every case of a trace file and write the same keys."""
+    from graphflow.engine.record import Recorder
+    from graphflow.interop.mplp import load_prior
+    from graphflow.interop.traces import initial_params, read_cases, replay_case
+
+    engine = _engine(preset, checkpoint, backend)
+    prior_params = load_prior(engine.graph, prior) if prior else None
+    cases = read_cases(trace)
+    written, inspected = {}, {}
+    for name, case in cases.items():
+        rec = Recorder(engine.graph, [p for p in inspect.split(",") if p]) if inspect else None
+        params = initial_params(engine.graph, case, prior_params, f"{trace} [{name}]")
+        for key, value in replay_case(engine, case, params, rec).items():
+            written[f"{name}/{key}"] = value
+        if rec is not None:
+            inspected[name] = {nid: {k: v.tolist() for k, v in rec.node(nid).items()} for nid in rec.node_ids()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **written)
+    typer.echo(f"replayed {len(cases)} case(s) of {trace} -> {out}")
+    if inspect:
+        target = inspect_out or out.with_suffix(".inspect.json")
+        target.write_text(json.dumps({"patterns": inspect.split(","), "cases": inspected}))
+        typer.echo(f"recorded {sum(len(v) for v in inspected.values())} node histories -> {target}")
+
+
+@mplp.command("eval")
+def evaluate(
+    preset: str = typer.Option(..., help="sinusoid, maml-sinusoid or mnist"),
+    checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
+    prior: Path = typer.Option(None, help="flat prior: the initial network (maml-sinusoid)"),
+    data: Path = typer.Option(None, help="directory with the MNIST IDX files (mnist)"),
+    tasks: int = typer.Option(100, help="number of tasks / runs"),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(None, help="inner steps (default: 5 sinusoid, 2 maml-sinusoid, 20 mnist)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    backend: str = typer.Option("numpy", help="numpy or cupy"),
+) -> None:
+    """The reference evaluation protocol: per-step mean and standard deviation over tasks."""
+    from graphflow.cli import fail
+    from graphflow.evaluation import evaluate_mnist, evaluate_sinusoid
+    from graphflow.interop.mplp import load_prior
+
+    engine = _engine(preset, checkpoint, backend)
+    if preset == "mnist":
+        if data is None:
+            fail("mnist needs --data DIR (the directory with t10k-images-idx3-ubyte[.gz])")
+        from graphflow.tasks import load_mnist, prepare_mnist
+
+        curve = evaluate_mnist(engine, prepare_mnist(*load_mnist(data)), tasks=tasks, seed=seed, steps=steps or 20)
+    else:
+        prior_params = load_prior(engine.graph, prior) if prior else None
+        default_steps = 2 if preset == "maml-sinusoid" else 5
+        curve = evaluate_sinusoid(engine, tasks=tasks, seed=seed, steps=steps or default_steps, prior=prior_params)
+    result = {"preset": preset, "checkpoint": str(checkpoint), "seed": seed, **curve.to_json()}
+    typer.echo(json.dumps(result) if as_json else curve.table())

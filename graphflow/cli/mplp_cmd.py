@@ -40,10 +40,13 @@ def replay(
 
     engine = _engine(preset, checkpoint, backend)
     prior_params = load_prior(engine.graph, prior) if prior else None
+    from graphflow.graph.ids import split_patterns
+
+    patterns = split_patterns(inspect) if inspect else []
     cases = read_cases(trace)
     written, inspected = {}, {}
     for name, case in cases.items():
-        rec = Recorder(engine.graph, [p for p in inspect.split(",") if p]) if inspect else None
+        rec = Recorder(engine.graph, patterns) if patterns else None
         params = initial_params(engine.graph, case, prior_params, f"{trace} [{name}]")
         for key, value in replay_case(engine, case, params, rec).items():
             written[f"{name}/{key}"] = value
@@ -54,7 +57,7 @@ def replay(
     typer.echo(f"replayed {len(cases)} case(s) of {trace} -> {out}")
     if inspect:
         target = inspect_out or out.with_suffix(".inspect.json")
-        target.write_text(json.dumps({"patterns": inspect.split(","), "cases": inspected}))
+        target.write_text(json.dumps({"patterns": patterns, "cases": inspected}))
         typer.echo(f"recorded {sum(len(v) for v in inspected.values())} node histories -> {target}")
 
 

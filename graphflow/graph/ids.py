@@ -57,3 +57,19 @@ def match_index(part: str, values: np.ndarray) -> np.ndarray:
     uniq = np.unique(values)
     keep = np.array([fnmatch.fnmatchcase(str(v), part) for v in uniq], dtype=bool)
     return np.isin(values, uniq[keep])
+
+
+def split_patterns(text: str) -> list[str]:
+    """Split a comma-separated list of ids/patterns, keeping commas inside brackets.
+
+    >>> split_patterns("dense4/w[3,0],relu3/act[*]")
+    ['dense4/w[3,0]', 'relu3/act[*]']
+    """
+    out, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            out.append(text[start:k])
+            start = k + 1
+    out.append(text[start:])
+    return [p.strip() for p in out if p.strip()]

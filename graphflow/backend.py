@@ -47,6 +47,15 @@ class Backend:
         moved = xp.moveaxis(values, axis, -1)
         return xp.moveaxis(moved @ onehot, -1, axis)
 
+    def index_add(self, target, index, values) -> None:
+        """``target[index] += values`` in place, accumulating repeated indices."""
+        if self.name == "numpy":
+            np.add.at(target, index, values)
+        else:
+            import cupyx
+
+            cupyx.scatter_add(target, index, values)
+
     def with_dtype(self, dtype) -> "Backend":
         return Backend(self.name, self.xp, dtype)
 

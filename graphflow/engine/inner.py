@@ -85,7 +85,7 @@ class Engine:
         self.graph = graph
         self.protocol = protocol
         self.be = get_backend(backend)
-        self.schedule = make_schedule(graph)
+        self.schedule = make_schedule(graph, protocol.spec.aggregation)
         self.layouts = {key: slot_layout(s, protocol.spec) for key, s in graph.slots.items()}
         self.set_protocol(protocol)
         xp = self.be.xp
@@ -95,6 +95,15 @@ class Engine:
                 self._idx[w.name] = (self.be.index(w.src_idx), self.be.index(w.dst_idx))
         self._fan_out = {name: self.be.asarray(graph.fan_out(name))[:, None]
                          for name, b in graph.units.items() if not isinstance(b, LossNodes)}
+        # Neuron blocks whose bias i feeds neuron n(i) != i: (n(i) per bias, bias per neuron).
+        self._bias_perm = {}
+        for b in graph.units.values():
+            if isinstance(b, NeuronNodes) and b.bias_edges is not None:
+                bias, neuron = b.bias_edges[:, 0], b.bias_edges[:, 1]
+                if not np.array_equal(bias, neuron):
+                    n_of_b = np.empty(b.size, np.int64)
+                    n_of_b[bias] = neuron
+                    self._bias_perm[b.name] = (self.be.index(n_of_b), self.be.index(np.argsort(n_of_b)))
         self._fns = {b.name: b for b in graph.units.values() if isinstance(b, ActivationNodes)}
         self._mixed = {}
         for b in self._fns.values():
@@ -122,17 +131,38 @@ class Engine:
         return NetState(params)
 
     def network_from_arrays(self, arrays: dict[str, np.ndarray]) -> NetState:
-        """A state from given parameters (``"dense0/w"`` [N, M] or [T, N, M], ...)."""
-        params = {}
-        for key, a in arrays.items():
-            a = np.asarray(a, np.float32)
-            block, label = key.split("/")
-            base = 2 if label == "w" and self.graph.weights[block].dense else 1
-            params[key] = self.be.asarray(a[None] if a.ndim == base else a)
+        """A state from given parameters (``"dense0/w"`` [N, M] or [T, N, M], ...), shapes checked."""
+        expected = self.parameter_shapes()
+        missing = sorted(set(expected) - set(arrays))
+        unknown = sorted(set(arrays) - set(expected))
+        if missing or unknown:
+            raise ValueError(f"network parameters: missing {missing}, unknown {unknown}; expected {sorted(expected)}")
+        params, tasks = {}, set()
+        for key, shape in expected.items():
+            a = np.asarray(arrays[key], np.float32)
+            if a.shape == shape:
+                a = a[None]
+            if a.shape[1:] != shape:
+                raise ValueError(f"{key}: shape {list(a.shape)} does not match {list(shape)} (or [T, *{list(shape)}])")
+            tasks.add(a.shape[0])
+            params[key] = self.be.asarray(a)
+        if len(tasks) > 1:
+            raise ValueError(f"network parameters disagree on the number of tasks: {sorted(tasks)}")
         return NetState(params)
 
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-task shape of every parameter array: ``{"dense0/w": (N, M), "dense0/b": (M,), ...}``."""
+        out = {}
+        for w in self.graph.weights.values():
+            out[f"{w.name}/w"] = (w.n_src, w.n_dst) if w.dense else (w.size,)
+        for b in self.graph.units.values():
+            if isinstance(b, NeuronNodes):
+                out[f"{b.name}/b"] = (b.size,)
+        return out
+
     # ------------------------------------------------------------------ forward
-    def _feed(self, data, blocks, what: str) -> dict:
+    def _feed(self, data, blocks, what: str, lead: list) -> dict:
+        """Device arrays [T, B, n] of the named blocks; ``lead`` collects and checks (T, B)."""
         if not isinstance(data, dict):
             if len(blocks) != 1:
                 raise ValueError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
@@ -144,16 +174,26 @@ class Engine:
             a = self.be.asarray(data[b.name])
             if a.ndim == 2:
                 a = a[None]
+            if a.ndim != 3:
+                raise ValueError(f"{what} {b.name!r}: shape {list(a.shape)}; expected [B, {b.size}] or [T, B, {b.size}]")
             if a.shape[-1] != b.size:
                 raise ValueError(f"{what} {b.name!r}: last axis {a.shape[-1]} does not match its {b.size} units")
+            if lead and (a.shape[1] != lead[0][1] or a.shape[0] not in (1, lead[0][0]) and lead[0][0] != 1):
+                raise ValueError(f"{what} {b.name!r}: [T, B] = {list(a.shape[:2])} but {lead[1]} has {list(lead[0])}")
+            if not lead:
+                lead += [tuple(a.shape[:2]), f"{what} {b.name!r}"]
             out[b.name] = a
         return out
 
     def forward(self, state: NetState, x, y=None) -> Forward:
         xp = self.be.xp
-        values = self._feed(x, self.graph.inputs, "inputs")
+        tasks = next(iter(state.params.values())).shape[0]
+        lead: list = []
+        values = self._feed(x, self.graph.inputs, "inputs", lead)
         if y is not None:
-            values.update(self._feed(y, self.graph.targets, "targets"))
+            values.update(self._feed(y, self.graph.targets, "targets", lead))
+        if lead[0][0] not in (1, tasks):
+            raise ValueError(f"{lead[1]}: {lead[0][0]} tasks, but the network holds {tasks}")
         states, losses, outputs = {}, {}, {}
         partial: dict[str, object] = {}
         for st in self.schedule.forward:
@@ -171,7 +211,12 @@ class Engine:
                 states[f"{b.name}/w"] = (w[:, None], xs)
             elif st.op == "neuron_bias":
                 bias = state.params[f"{b.name}/b"][:, None]
-                z, states[f"{b.name}/b"] = kinds.bias_forward(xp, partial[b.name], bias)
+                if b.name in self._bias_perm:  # biases in their own order, sums in neuron order
+                    n_of_b, b_of_n = self._bias_perm[b.name]
+                    z, _ = kinds.bias_forward(xp, partial[b.name], bias[..., b_of_n])
+                    states[f"{b.name}/b"] = (bias, partial[b.name][..., n_of_b])
+                else:
+                    z, states[f"{b.name}/b"] = kinds.bias_forward(xp, partial[b.name], bias)
                 values[b.name] = z
             elif st.op == "activation":
                 z = values[b.src]
@@ -218,9 +263,12 @@ class Engine:
             upd, msg = stateless_cell(xp, p, streams, layout.stream_widths)
             return upd, msg, None
         carry = state.carries.get(slot.key)
+        shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
         if carry is None:
-            shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
             carry = xp.zeros(shape, dtype=self.be.dtype)
+        elif tuple(carry.shape) != shape:
+            raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
+                             f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
         new = gru_cell(xp, p, streams, layout.stream_widths, carry, self.protocol.spec.gru_mlp_activation)
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None
@@ -262,6 +310,8 @@ class Engine:
                 slot = g.slots[st.slot]
                 if slot.role == "weight":
                     current = sent_by_bias[g.weights[slot.block].dst]
+                elif slot.role == "bias" and slot.block in self._bias_perm:
+                    current = current[..., self._bias_perm[slot.block][0], :]
                 raw, streams = self._streams(slot, current, fwd)
                 upd, msg, carry = self._call_learner(slot, streams, state, carries)
                 if upd is not None:
@@ -269,7 +319,8 @@ class Engine:
                 if recorder is not None:
                     recorder.on_learner(self, slot, raw, streams, carry, msg, upd)
                 if slot.role == "bias":
-                    sent_by_bias[slot.block] = msg
+                    perm = self._bias_perm.get(slot.block)
+                    sent_by_bias[slot.block] = msg if perm is None else msg[..., perm[1], :]
                 current = msg
             elif st.op == "send":
                 src = g.units[st.block].src
@@ -288,7 +339,10 @@ class Engine:
         if recorder is not None:
             for b in self.graph.inputs:
                 if b.name in received:
-                    recorder.on_input_message(self, b.name, received[b.name] / self._fan_out[b.name])
+                    total = received[b.name]
+                    if agg == "mean":
+                        total = total / xp.maximum(self._fan_out[b.name], 1)
+                    recorder.on_input_message(self, b.name, total)
         return updates, carries
 
     def run(self, state: NetState, xs, ys, recorder=None) -> tuple[NetState, list[StepResult]]:

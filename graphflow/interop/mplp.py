@@ -16,6 +16,7 @@ besides the checkpoint; a given layout file is checked against it. Names read
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,64 +80,65 @@ def _streams(slot) -> tuple[str, ...]:
     return STREAM_NAMES[slot.loss_fn or slot.role]
 
 
-def _segments(graph, protocol: Protocol):
-    """Yield (name, getter, setter) of every checkpoint segment in order."""
+@dataclass(frozen=True)
+class Segment:
+    """One named segment of a reference checkpoint and where it lives in a protocol."""
+
+    name: str
+    table: str  # "learner" or "norm"
+    group: str
+    key: str
+    item: int | None = None  # stream index inside in_shift / in_scale
+
+    @property
+    def flat_key(self) -> str:
+        return f"{self.table}::{self.group}::{self.key}"
+
+    def get(self, protocol: Protocol) -> np.ndarray:
+        a = (protocol.learners if self.table == "learner" else protocol.norms)[self.group][self.key]
+        return a if self.item is None else a[self.item]
+
+    def put(self, protocol: Protocol, values: np.ndarray) -> None:
+        table = protocol.learners if self.table == "learner" else protocol.norms
+        if self.item is None:
+            table[self.group][self.key] = np.asarray(values, np.float32).reshape(table[self.group][self.key].shape)
+        else:
+            table[self.group][self.key][self.item] = np.float32(values.reshape(()))
+
+
+def segments(graph, protocol: Protocol) -> list[Segment]:
+    """Every segment of the reference flat checkpoint, in order."""
     shared_groups = {g for g in SHARED_NAMES if g in protocol.learners}
     stateless = protocol.spec.kind == "stateless"
+    out = []
     for prefix, slot in _slot_prefixes(graph):
-        norm = protocol.norms[slot.norm_group]
-        streams = _streams(slot)
         for field, key in (("norm", "in_scale"), ("mean", "in_shift")):
-            for k, stream in enumerate(streams):
-                yield f"{prefix}.in_std.{field}.{stream}", _item(norm, key, k)
-        learner = protocol.learners[slot.group]
+            for k, stream in enumerate(_streams(slot)):
+                out.append(Segment(f"{prefix}.in_std.{field}.{stream}", "norm", slot.norm_group, key, k))
+        names = [] if slot.group in shared_groups else list(protocol.learners[slot.group])
+        if stateless:  # f, its output normalization, then g
+            names = [n for n in names if n.startswith("f.")] + [n for n in names if n.startswith("g.")]
         out_prefix = "f" if stateless else "out_std"
-        if slot.group in shared_groups:
-            learner_items = []
-        elif stateless:
-            learner_items = [n for n in learner if n.startswith("f.")] + [n for n in learner if n.startswith("g.")]
-        else:
-            learner_items = list(learner)
-        f_items = [n for n in learner_items if n.startswith("f.")]
-        for n in f_items:
-            yield f"{prefix}.{n}", _entry(learner, n)
+        out_norm = [Segment(f"{prefix}.{out_prefix}.{k}", "norm", slot.norm_group, k) for k in ("out_scale", "out_mean")]
+        out += [Segment(f"{prefix}.{n}", "learner", slot.group, n) for n in names if n.startswith("f.")]
         if slot.has_parameter and stateless:
-            yield f"{prefix}.f.out_scale", _entry(norm, "out_scale")
-            yield f"{prefix}.f.out_mean", _entry(norm, "out_mean")
-        for n in learner_items:
-            if not n.startswith("f."):
-                yield f"{prefix}.{n}", _entry(learner, n)
+            out += out_norm
+        out += [Segment(f"{prefix}.{n}", "learner", slot.group, n) for n in names if not n.startswith("f.")]
         if slot.has_parameter and not stateless:
-            yield f"{prefix}.{out_prefix}.out_scale", _entry(norm, "out_scale")
-            yield f"{prefix}.{out_prefix}.out_mean", _entry(norm, "out_mean")
+            out += out_norm
     for group in sorted(shared_groups, key=list(SHARED_NAMES).index):
-        for n in protocol.learners[group]:
-            yield f"{SHARED_NAMES[group]}.{n}", _entry(protocol.learners[group], n)
+        out += [Segment(f"{SHARED_NAMES[group]}.{n}", "learner", group, n) for n in protocol.learners[group]]
+    return out
 
 
-def _entry(d, key):
-    def get():
-        return d[key]
-
-    def put(v):
-        d[key] = np.asarray(v, np.float32).reshape(d[key].shape)
-
-    return get, put
-
-
-def _item(d, key, k):
-    def get():
-        return d[key][k]
-
-    def put(v):
-        d[key][k] = np.float32(v.reshape(()))
-
-    return get, put
+def gradient_names(graph, protocol: Protocol) -> dict[str, str]:
+    """Flat protocol key -> its checkpoint segment name (for whole-array segments)."""
+    return {s.flat_key: s.name for s in segments(graph, protocol) if s.item is None}
 
 
 def reference_layout(graph, protocol: Protocol) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of every segment of the reference flat checkpoint, in order."""
-    return [(name, tuple(np.shape(get()))) for name, (get, _) in _segments(graph, protocol)]
+    return [(seg.name, tuple(np.shape(seg.get(protocol)))) for seg in segments(graph, protocol)]
 
 
 def check_layout(graph, protocol: Protocol, layout_json: list[dict], where: str = "layout") -> None:
@@ -171,14 +173,13 @@ def load_checkpoint(preset: str, path: str | Path, layout: str | Path | None = N
             check_layout(graph, protocol, layouts[path.name], f"{layout_path} [{path.name}]")
         elif layout:
             raise GraphflowError(f"{layout_path}: no layout for {path.name}")
-    segments = list(_segments(graph, protocol))
-    total = sum(int(np.prod(np.shape(get()))) for _, (get, _) in segments)
-    if total != flat.size:
-        raise GraphflowError(f"{path}: {flat.size} values, preset {preset!r} needs {total}")
+    segs = segments(graph, protocol)
+    sizes = [int(np.prod(np.shape(seg.get(protocol)))) for seg in segs]
+    if sum(sizes) != flat.size:
+        raise GraphflowError(f"{path}: {flat.size} values, preset {preset!r} needs {sum(sizes)}")
     offset = 0
-    for _, (get, put) in segments:
-        n = int(np.prod(np.shape(get())))
-        put(flat[offset:offset + n])
+    for seg, n in zip(segs, sizes):
+        seg.put(protocol, flat[offset:offset + n])
         offset += n
     protocol.meta.update({"source": str(path), "preset": preset})
     return graph, protocol
@@ -186,7 +187,7 @@ def load_checkpoint(preset: str, path: str | Path, layout: str | Path | None = N
 
 def export_checkpoint(graph, protocol: Protocol) -> np.ndarray:
     """The flat float32 array of ``protocol`` in the reference layout (inverse of loading)."""
-    return np.concatenate([np.asarray(get(), np.float32).reshape(-1) for _, (get, _) in _segments(graph, protocol)])
+    return np.concatenate([np.asarray(seg.get(protocol), np.float32).reshape(-1) for seg in segments(graph, protocol)])
 
 
 def load_prior(graph, path: str | Path) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ engine runs these stages; tests assert how many of each a graph becomes.
 >>> import graphflow as gf
 >>> s = schedule(gf.build(gf.stack(1, gf.Dense(20), gf.ReLU(), gf.Dense(1), gf.L2Loss())))
 >>> s.counts()
-{'forward': 5, 'message': 11, 'update': 4, 'learner_calls': 5}
+{'forward': 6, 'message': 16, 'update': 4, 'learner_calls': 6}
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def _learner(graph, slot_key: str, detail: str) -> Stage:
     return Stage("message", "learner", s.block, s.key, s.group, s.norm_group, detail)
 
 
-def message_stages(graph) -> list[Stage]:
+def message_stages(graph, aggregation: str = "mean") -> list[Stage]:
+    combine = aggregation
     stages = []
     for b in reversed(graph.blocks):
         if isinstance(b, LossNodes):
@@ -127,15 +128,15 @@ def message_stages(graph) -> list[Stage]:
             stages.append(_learner(graph, f"{b.name}/loss", f"{b.size} nodes"))
             stages.append(Stage("message", "send", b.name, detail=f"1:1 -> {b.src}"))
         elif isinstance(b, (ActivationNodes, SoftmaxNodes)):
-            stages.append(Stage("message", "gather", b.name, detail=f"mean over consumers of {b.name}[{b.size}]"))
+            stages.append(Stage("message", "gather", b.name, detail=f"{combine} over consumers of {b.name}[{b.size}]"))
             stages.append(_learner(graph, f"{b.name}/{b.label}", f"{b.size} nodes"))
             stages.append(Stage("message", "send", b.name, detail=f"1:1 -> {b.src}"))
         elif isinstance(b, NeuronNodes):
-            stages.append(Stage("message", "gather", b.name, detail=f"mean over consumers of {b.name}/b[{b.size}]"))
+            stages.append(Stage("message", "gather", b.name, detail=f"{combine} over consumers of {b.name}/b[{b.size}]"))
             stages.append(_learner(graph, f"{b.name}/b", f"{b.size} nodes"))
             for w in graph.incoming_weights(b.name):
-                how = "broadcast" if w.dense else "gather"
-                stages.append(Stage("message", "replicate", w.name, detail=f"{b.name}/b -> {w.name}/w ({how}, x{w.n_src})"))
+                how = f"broadcast x{w.n_src}" if w.dense else f"gather to {w.size} edges"
+                stages.append(Stage("message", "replicate", w.name, detail=f"{b.name}/b -> {w.name}/w ({how})"))
         elif isinstance(b, WeightNodes):
             stages.append(_learner(graph, f"{b.name}/w", f"{b.size} nodes"))
             to_input = isinstance(graph.units[b.src], InputNodes)
@@ -151,6 +152,6 @@ def update_stages(graph) -> list[Stage]:
             for s in graph.slots.values() if s.has_parameter]
 
 
-def schedule(graph) -> Schedule:
-    """Run the passes: graph -> :class:`Schedule`."""
-    return Schedule(tuple(forward_stages(graph)), tuple(message_stages(graph)), tuple(update_stages(graph)))
+def schedule(graph, aggregation: str = "mean") -> Schedule:
+    """Run the passes: graph -> :class:`Schedule` (``aggregation``: how units combine messages)."""
+    return Schedule(tuple(forward_stages(graph)), tuple(message_stages(graph, aggregation)), tuple(update_stages(graph)))

@@ -51,6 +51,9 @@ class MetaTrainingSpec(_Model):
     """Meta-train the initial network too (one shared set instead of the pool)."""
     train_g: bool = True
     """Train the stateless message MLPs g (the reference did not)."""
+    on_nonfinite: Literal["rollback", "stop"] = "rollback"
+    """When a meta-loss or gradient is NaN/inf: restore the last good state and skip the batch
+    (stopping after 3 in a row), or stop at once."""
 
 
 class ExperimentSpec(_Model):

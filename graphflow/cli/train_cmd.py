@@ -1,0 +1,184 @@
+"""``graphflow train``, ``graphflow eval``, ``graphflow demo`` and ``graphflow mplp metagrad``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from graphflow.cli import app, fail
+from graphflow.cli.mplp_cmd import mplp
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="experiment spec (JSON, see schemas/experiment.schema.json)"),
+    out: Path = typer.Option(None, help="experiment folder (default: runs/<name>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoint.npz"),
+    steps: int = typer.Option(None, help="stop after this many meta-steps in total (default: the spec's)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
+    from graphflow.meta.trainer import Trainer
+    from graphflow.spec import ExperimentSpec, load_spec
+
+    spec = load_spec(config)
+    if not isinstance(spec, ExperimentSpec):
+        fail(f"{config}: a graph spec, not an experiment spec (it needs a 'graph' field and training settings)")
+    folder = out or Path("runs") / spec.name
+    checkpoint = folder / "checkpoint.npz"
+    if resume:
+        if not checkpoint.exists():
+            fail(f"--resume: no checkpoint at {checkpoint}")
+        trainer = Trainer.resume(checkpoint, folder)
+        typer.echo(f"resuming {spec.name} at meta-step {trainer.step}", err=True)
+    else:
+        if checkpoint.exists():
+            fail(f"{checkpoint} exists: pass --resume to continue it, or choose another --out")
+        trainer = Trainer(spec, folder)
+    trainer.train(steps, progress=progress)
+    final = trainer.history[-1] if trainer.history else {}
+    typer.echo(json.dumps({"step": trainer.step, "checkpoint": str(checkpoint), "last": final}))
+
+
+def _curves(checkpoint: Path | None, tasks: int, seed: int, steps: int | None, lr_adam: float, lr_sgd: float):
+    from graphflow.baselines import BackpropBaseline
+    from graphflow.engine import Engine
+    from graphflow.evaluation import evaluate_mnist, evaluate_sinusoid
+    from graphflow.meta.protocol_file import load_protocol
+    from graphflow.spec import ExperimentSpec
+
+    graph, protocol, init, meta = load_protocol(checkpoint)
+    exp = ExperimentSpec.model_validate(meta["experiment"])
+    engine = Engine(graph, protocol, exp.backend)
+    learners = {"graphflow": engine, "adam": BackpropBaseline(engine, "adam", lr_adam),
+                "sgd": BackpropBaseline(engine, "sgd", lr_sgd)}
+    n_steps = steps or exp.meta.inner_steps
+    curves = {}
+    for name, learner in learners.items():
+        if exp.task.kind == "mnist":
+            from graphflow.tasks import load_mnist, prepare_mnist
+
+            data = prepare_mnist(*load_mnist(exp.task.data_dir))
+            curves[name] = evaluate_mnist(learner, data, tasks=tasks, seed=seed, steps=n_steps, batch=exp.meta.shots)
+        else:
+            curves[name] = evaluate_sinusoid(learner, tasks=tasks, seed=seed, steps=n_steps, shots=exp.meta.shots,
+                                             prior=init)
+    return curves, meta
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Path = typer.Argument(None, help="graphflow checkpoint (default: the bundled demo protocol)"),
+    tasks: int = typer.Option(100),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(None, help="inner steps (default: the experiment's)"),
+    as_json: bool = typer.Option(False, "--json"),
+    plot: Path = typer.Option(None, help="write the curves to this PNG/SVG"),
+    adam_lr: float = typer.Option(0.01), sgd_lr: float = typer.Option(0.1),
+) -> None:
+    """Evaluate a learned protocol against Adam and SGD (backprop on the same graph, same tasks)."""
+    curves, meta = _curves(checkpoint, tasks, seed, steps, adam_lr, sgd_lr)
+    if plot:
+        from graphflow.viz.curves import plot_eval_curves
+
+        plot_eval_curves(curves, plot, title=meta.get("name", "protocol"))
+    if as_json:
+        typer.echo(json.dumps({name: c.to_json() for name, c in curves.items()}))
+        return
+    first = next(iter(curves.values()))
+    typer.echo(f"{'step':>4}  " + "  ".join(f"{n:>18}" for n in curves))
+    for k, s in enumerate(first.steps):
+        typer.echo(f"{s:>4}  " + "  ".join(f"{c.mean[k]:>9.4f} ± {c.std[k]:<6.4f}" for c in curves.values()))
+
+
+@app.command()
+def demo(
+    plot: Path = typer.Option(Path("graphflow_demo.png"), help="where to draw the demo"),
+    seed: int = typer.Option(3, help="which sine task and initial network"),
+    tasks: int = typer.Option(100, help="fresh tasks for the summary numbers"),
+) -> None:
+    """A fresh network learns a sine in 5 steps with graphflow's own learned protocol, next to Adam."""
+    from graphflow.baselines import BackpropBaseline
+    from graphflow.engine import Engine
+    from graphflow.evaluation import evaluate_sinusoid
+    from graphflow.meta.protocol_file import BUNDLED, load_protocol
+    from graphflow.tasks import SinusoidTask
+    from graphflow.viz.curves import plot_demo
+
+    graph, protocol, _, meta = load_protocol(BUNDLED)
+    engine = Engine(graph, protocol)
+    adam = BackpropBaseline(engine, "adam", 0.01)
+    rng = np.random.default_rng(seed)
+    task = SinusoidTask(float(rng.uniform(0.1, 0.5)), float(rng.uniform(0, np.pi)))
+    x, y = task.sample(rng, 50)
+    xs, ys = x.reshape(5, 1, 10, 1), y.reshape(5, 1, 10, 1)
+    grid = np.linspace(-5, 5, 200, dtype=np.float32).reshape(1, 200, 1)
+    init = engine.init_network(rng, 1)
+    traces = {}
+    for name, learner in (("graphflow", engine), ("adam", adam)):
+        state = learner.network_from_arrays({k: engine.be.to_numpy(v) for k, v in init.params.items()}) \
+            if name == "adam" else init
+        preds = [engine.be.to_numpy(learner.predict(state, grid)[graph.losses[0].name])[0, :, 0]]
+        for k in range(5):
+            state, _ = learner.step(state, xs[k], ys[k])
+            preds.append(engine.be.to_numpy(learner.predict(state, grid)[graph.losses[0].name])[0, :, 0])
+        traces[name] = preds
+    truth = task(grid[0, :, 0])
+    typer.echo(f"task: y = {task.amplitude:.3f} sin(x + {task.phase:.3f}); 5 inner steps of 10 points")
+    typer.echo(f"{'step':>4}  {'graphflow MPLP':>15}  {'Adam lr 0.01':>13}   (eval L2 on 200 points)")
+    for k in range(6):
+        l_g = float(np.mean((traces['graphflow'][k] - truth) ** 2) / 2)
+        l_a = float(np.mean((traces['adam'][k] - truth) ** 2) / 2)
+        typer.echo(f"{k:>4}  {l_g:>15.5f}  {l_a:>13.5f}")
+    curves = {name: evaluate_sinusoid(learner, tasks=tasks, seed=seed + 1) for name, learner in
+              (("graphflow", engine), ("adam", adam))}
+    typer.echo(f"over {tasks} fresh tasks, step-5 eval loss: graphflow {curves['graphflow'].mean[-1]:.4f}, "
+               f"Adam {curves['adam'].mean[-1]:.4f} (step 0: {curves['graphflow'].mean[0]:.4f})")
+    plot_demo(grid[0, :, 0], truth, traces, x[:, 0], y[:, 0], curves, plot, meta)
+    typer.echo(f"plot: {plot}")
+
+
+@mplp.command()
+def metagrad(
+    preset: str = typer.Option(..., help="sinusoid or maml-sinusoid"),
+    checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
+    case: Path = typer.Option(..., help="case file: x, y [steps, B, 1], xe, ye [H, 1], init_W<n>"),
+    out: Path = typer.Option(..., help="where to write meta_loss and grad/<name> (.npz)"),
+    prior: Path = typer.Option(None, help="maml-sinusoid: the prior (its biases are replaced by zeros)"),
+    hint_weight: float = typer.Option(0.7), heldout_weight: float = typer.Option(0.3),
+    dtype: str = typer.Option("float32", help="float32 or float64 (for checks)"),
+) -> None:
+    """The reference regime's meta-loss of one case and its gradient for every trainable parameter."""
+    from graphflow.interop.mplp import gradient_names, load_checkpoint
+    from graphflow.interop.traces import dense_layer_keys
+    from graphflow.meta.metaloss import MetaBatch, MetaGradient
+
+    if preset not in ("sinusoid", "maml-sinusoid"):
+        fail(f"metagrad supports the sinusoid presets, not {preset!r}")
+    graph, protocol = load_checkpoint(preset, checkpoint)
+    try:
+        data = np.load(case)
+    except FileNotFoundError:
+        fail(f"{case}: no such case file")
+    missing = [k for k in ("x", "y", "xe", "ye") if k not in data.files]
+    if missing:
+        fail(f"{case}: missing {', '.join(missing)}")
+    batch = MetaBatch(data["x"][None], data["y"][None], data["xe"][None], data["ye"][None])
+    init = {}
+    for n, (wkey, bkey) in enumerate(dense_layer_keys(graph), start=1):
+        if f"init_W{n}" not in data.files:
+            fail(f"{case}: init_W{n} is missing")
+        init[wkey] = data[f"init_W{n}"][None]
+        init[bkey] = np.zeros((1, graph.units[bkey.split('/')[0]].size), np.float32)
+    trainable = protocol.trainable(train_g=preset != "maml-sinusoid")
+    mg = MetaGradient(graph, protocol, dtype=np.float64 if dtype == "float64" else np.float32, trainable=trainable)
+    loss, grads = mg(protocol, batch, init, hint_weight, heldout_weight)
+    names = gradient_names(graph, protocol)
+    result = {"meta_loss": np.asarray(loss, np.float64)}
+    result.update({f"grad/{names[key]}": np.asarray(g, np.float32) for key, g in grads.items()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **result)
+    typer.echo(f"meta_loss {loss:.9g}; {len(result) - 1} gradients -> {out}")

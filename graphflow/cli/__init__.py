@@ -15,6 +15,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="graphflow: explicit node graphs that learn by learned message passing (MPLP).")
 
 
+@app.callback()
+def _root() -> None:
+    """graphflow: explicit node graphs that learn by learned message passing (MPLP)."""
+    # A callback keeps ``app`` a command group even while only one command is registered
+    # (typer would otherwise run that command without its name: ``graphflow mnist``).
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print a clear error to stderr and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
@@ -24,7 +31,7 @@ def fail(message: str, code: int = 2) -> None:
 def _register() -> None:
     import importlib
 
-    for module in ("graph_cmd", "mplp_cmd"):
+    for module in ("graph_cmd", "mplp_cmd", "train_cmd"):
         try:
             importlib.import_module(f"graphflow.cli.{module}")
         except ModuleNotFoundError as err:
@@ -36,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except GraphflowError as err:
         typer.echo(f"error: {err}", err=True)
         return 2
@@ -44,16 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except SystemExit as err:
         return int(err.code or 0)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except typer.Abort:
+        return 1
+    except Exception as err:
+        # Usage errors: click's ClickException, or the copy of it that newer typers vendor.
+        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             return 2
-        if isinstance(err, click.exceptions.Abort):
-            return 1
         raise
-    return 0
+    # Without standalone mode, click hands back the code of a ``typer.Exit`` instead of raising it.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

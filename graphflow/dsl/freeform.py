@@ -12,8 +12,8 @@
 >>> net.connect(x[2], h[0])                            # one more single weight
 'h0'
 >>> _ = net.loss(o, "l2")
->>> gf.build(net).stats()["nodes"]["weight"]
-12
+>>> gf.build(net).stats()["nodes"]["weight"]      # 6 masked + 1 single + 4 + 3 (skip)
+14
 """
 
 from __future__ import annotations
@@ -21,18 +21,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphflow.spec import graph as S
+from graphflow.spec import parse_graph_spec
 
 
 @dataclass(frozen=True)
 class Units:
-    """A handle on a block's units (or on some of them, after indexing)."""
+    """A handle on a block's units (or on some of them, after indexing: ``h[0]``, ``h[1:3]``, ``h[[0, 2]]``).
+
+    >>> h = Units("h0", size=4)
+    >>> h[1:].index, h[-1].index
+    ((1, 2, 3), (3,))
+    """
 
     block: str
     index: tuple[int, ...] | None = None
+    size: int | None = None
+    """Number of units of the block (lets slices like ``h[2:]`` and negative indices resolve)."""
 
     def __getitem__(self, k) -> "Units":
-        idx = (k,) if isinstance(k, int) else tuple(range(*k.indices(10**9))) if isinstance(k, slice) else tuple(k)
-        return Units(self.block, idx)
+        if isinstance(k, slice):
+            if self.size is None and (k.stop is None or k.stop < 0):
+                raise IndexError(f"{self.block}[{k.start}:{k.stop}]: the size of {self.block!r} is unknown; give the end")
+            idx = tuple(range(*k.indices(self.size if self.size is not None else k.stop)))
+        else:
+            idx = (k,) if isinstance(k, int) else tuple(k)
+        if self.size is not None:
+            bad = [i for i in idx if not -self.size <= i < self.size]
+            if bad:
+                raise IndexError(f"{self.block}[{bad[0]}]: {self.block!r} has {self.size} units")
+            idx = tuple(i % self.size for i in idx)
+        return Units(self.block, idx, self.size)
 
     def __str__(self) -> str:
         return self.block
@@ -50,9 +68,12 @@ class FreeForm:
     def _name(self, kind: str, name: str | None) -> str:
         if name:
             return name
-        k = self._counts.get(kind, 0)
-        self._counts[kind] = k + 1
-        return f"{kind}{k}"
+        taken = {b["name"] for b in self._blocks}
+        while True:  # skip names the user already gave explicitly
+            k = self._counts.get(kind, 0)
+            self._counts[kind] = k + 1
+            if f"{kind}{k}" not in taken:
+                return f"{kind}{k}"
 
     def _find(self, name: str, kind: str | None = None) -> dict | None:
         for b in self._blocks:
@@ -63,18 +84,18 @@ class FreeForm:
     def input(self, size: int, name: str | None = None) -> Units:
         name = name or ("input" if not self._find("input") else self._name("input", None))
         self._blocks.append({"kind": "input", "name": name, "size": size})
-        return Units(name)
+        return Units(name, size=size)
 
     def target(self, size: int, name: str | None = None) -> Units:
         name = self._name("target", name)
         self._blocks.append({"kind": "target", "name": name, "size": size})
-        return Units(name)
+        return Units(name, size=size)
 
     def neurons(self, size: int, name: str | None = None) -> Units:
         """``size`` neuron sums, each with its bias."""
         name = self._name("h", name)
         self._blocks.append({"kind": "neurons", "name": name, "size": size})
-        return Units(name)
+        return Units(name, size=size)
 
     def connect(self, src: Units, dst: Units, mask=None, name: str | None = None) -> str:
         """Weights from ``src`` units to ``dst`` neurons; returns the weights block's name.
@@ -105,19 +126,20 @@ class FreeForm:
             n_src, n_dst = self._size(block["src"]), self._size(block["dst"])
             mask = block.pop("mask", None)
             block["edges"] = [(i, j) for i in range(n_src) for j in range(n_dst) if mask is None or mask[i][j]]
-        block["edges"] += [p for p in pairs if p not in set(block["edges"])]
+        have = set(block["edges"])
+        block["edges"] += [p for p in pairs if p not in have]
         return block["name"]
 
     def activation(self, src: Units, fn: str | list[str] = "relu", name: str | None = None) -> Units:
         """One activation node per neuron of ``src``; ``fn`` may list one function per unit."""
         name = self._name(fn if isinstance(fn, str) else "mixed", name)
         self._blocks.append({"kind": "activation", "name": name, "src": src.block, "fn": fn})
-        return Units(name)
+        return Units(name, size=self._known_size(src.block))
 
     def softmax(self, src: Units, name: str | None = None) -> Units:
         name = self._name("softmax", name)
         self._blocks.append({"kind": "softmax", "name": name, "src": src.block})
-        return Units(name)
+        return Units(name, size=self._known_size(src.block))
 
     def loss(self, src: Units, fn: str = "l2", target: Units | None = None, name: str | None = None) -> Units:
         """Loss nodes on ``src``; a target block of the right size is created unless given."""
@@ -125,10 +147,16 @@ class FreeForm:
         if target is None:
             target = self.target(self._size(src.block), name=f"{name}_target")
         self._blocks.append({"kind": "loss", "name": name, "src": src.block, "fn": fn, "target": target.block})
-        return Units(name)
+        return Units(name, size=self._known_size(src.block))
+
+    def _known_size(self, block: str) -> int | None:
+        try:
+            return self._size(block)
+        except KeyError:
+            return None  # a block defined later; graphflow.build resolves (or rejects) it
 
     def _size(self, block: str) -> int:
-        b = self._find(block)
+        b = next((b for b in self._blocks if b["name"] == block and b["kind"] != "weights"), None)
         if b is None:
             raise KeyError(f"no block {block!r} in this builder")
         if "size" in b:
@@ -136,5 +164,6 @@ class FreeForm:
         return self._size(b["src"])
 
     def spec(self) -> S.FreeFormSpec:
-        return S.FreeFormSpec.model_validate({"kind": "freeform", "blocks": self._blocks, "sharing": self.sharing,
-                                              "groups": self.groups})
+        """The validated spec of everything added so far (raises :class:`~graphflow.errors.SpecError`)."""
+        return parse_graph_spec({"kind": "freeform", "blocks": self._blocks, "sharing": self.sharing,
+                                 "groups": self.groups})

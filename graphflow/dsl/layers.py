@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+from graphflow.errors import SpecError
+from graphflow.spec import format_validation_error
 from graphflow.spec.graph import ActivationLayer, DenseLayer, LossLayer, SoftmaxLayer, StackSpec
 
 
@@ -63,8 +67,18 @@ def CrossEntropy(name: str | None = None) -> LossLayer:
 
 
 def stack(inputs: int, *layers, sharing: str = "layer", groups: dict[str, str] | None = None) -> StackSpec:
-    """A layer stack spec: ``stack(1, Dense(20), ReLU(), Dense(1), L2Loss())``."""
-    return StackSpec(inputs=inputs, layers=list(layers), sharing=sharing, groups=groups or {})
+    """A layer stack spec: ``stack(1, Dense(20), ReLU(), Dense(1), L2Loss())``.
+
+    Raises :class:`~graphflow.errors.SpecError` naming the field at fault.
+
+    >>> stack(1, Dense(20), ReLU(), Dense(1), L2Loss()).inputs
+    1
+    """
+    data = {"inputs": inputs, "layers": list(layers), "sharing": sharing, "groups": groups or {}}
+    try:
+        return StackSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, "layer stack", data)) from None
 
 
 def quick_stack(layers: list[int], activation: str = "relu", loss: str = "l2") -> StackSpec:
@@ -74,13 +88,13 @@ def quick_stack(layers: list[int], activation: str = "relu", loss: str = "l2") -
     ['dense', 'activation', 'dense', 'softmax', 'loss']
     """
     if len(layers) < 2:
-        raise ValueError("layers: give the input size and at least one layer size, e.g. 784,100,10")
-    body = []
+        raise SpecError(f"layers {list(layers)}: give the input size and at least one layer size, e.g. 784,100,10")
+    body: list[dict] = []
     for k, units in enumerate(layers[1:]):
-        body.append(Dense(units))
+        body.append({"kind": "dense", "units": units})
         if k < len(layers) - 2:
-            body.append(Activation(activation))
+            body.append({"kind": "activation", "fn": activation})
     if loss == "ce":
-        body.append(Softmax())
-    body.append(Loss(loss))
+        body.append({"kind": "softmax"})
+    body.append({"kind": "loss", "fn": loss})
     return stack(layers[0], *body)

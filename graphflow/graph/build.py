@@ -28,6 +28,16 @@ from graphflow.spec import parse_graph_spec
 
 WEIGHT_SOURCES = (InputNodes, NeuronNodes, ActivationNodes, SoftmaxNodes)
 LOSS_SOURCES = (NeuronNodes, ActivationNodes, SoftmaxNodes)
+UNIT_SOURCE_KINDS = {
+    "activation": (("neurons",), "activations read neuron blocks"),
+    "softmax": (("neurons",), "a softmax reads a neuron block"),
+    "loss": (("neurons", "activation", "softmax"), "a loss reads neurons, activations or a softmax"),
+}
+"""Spec kinds each unit block may read (``src``), and how to say so."""
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 def build(spec) -> Graph:
@@ -72,6 +82,7 @@ def _stack_blocks(spec: S.StackSpec) -> list[Block]:
                          f"(loss layers at positions {losses} of {len(spec.layers)})")
     blocks: list[Block] = [InputNodes("input", spec.inputs)]
     prev, size = "input", spec.inputs
+    prev_dense = False
     names = {"input", "target"}
     for p, layer in enumerate(spec.layers):
         name = default_layer_name(layer, p)
@@ -83,12 +94,12 @@ def _stack_blocks(spec: S.StackSpec) -> list[Block]:
             blocks.append(NeuronNodes(name, layer.units))
             size = layer.units
         elif isinstance(layer, S.ActivationLayer):
-            if prev == "input":
-                raise GraphError(f"layer {p} ({name}): an activation must follow a dense layer")
+            if not prev_dense:  # activations read neuron sums, as in free-form graphs
+                raise GraphError(f"layer {p} ({name}): an activation must follow a dense layer, not {prev!r}")
             blocks.append(ActivationNodes(name, prev, size, _activation_fns(layer.fn, size, name)))
         elif isinstance(layer, S.SoftmaxLayer):
-            if prev == "input":
-                raise GraphError(f"layer {p} ({name}): a softmax must follow a dense layer")
+            if not prev_dense:
+                raise GraphError(f"layer {p} ({name}): a softmax must follow a dense layer, not {prev!r}")
             blocks.append(SoftmaxNodes(name, prev, size))
         else:
             if prev == "input":
@@ -96,6 +107,7 @@ def _stack_blocks(spec: S.StackSpec) -> list[Block]:
             blocks.append(TargetNodes("target", size))
             blocks.append(LossNodes(name, prev, "target", layer.fn, size))
         prev = name
+        prev_dense = isinstance(layer, S.DenseLayer)
     return blocks
 
 
@@ -137,8 +149,14 @@ def _freeform_blocks(spec: S.FreeFormSpec) -> list[Block]:
         if blk is None:
             raise GraphError(f"{owner}: {field} {name!r} is not a block of this graph (dangling reference)")
         if not isinstance(blk, allowed):
-            raise GraphError(f"{owner}: {field} {name!r} is a {blk.kind} block; {what}")
+            raise GraphError(f"{owner}: {field} {name!r} is {_a(blk.kind)} block; {what}")
         return blk
+
+    spec_kinds = {b.name: b.kind for b in spec.blocks if not isinstance(b, S.WeightBlock)}
+    for b in spec.blocks:
+        allowed = UNIT_SOURCE_KINDS.get(b.kind)
+        if allowed and b.src in spec_kinds and spec_kinds[b.src] not in allowed[0]:
+            raise GraphError(f"{b.kind} {b.name!r}: src {b.src!r} is {_a(spec_kinds[b.src])} block; {allowed[1]}")
 
     resolved: dict[str, Block] = {}
     # Unit blocks whose size is known up front, then the ones sized by their source (in spec order,

@@ -78,13 +78,14 @@ class Graph:
     ['dense0/w', 'dense0/b', 'sigmoid1/act']
     """
 
-    def __init__(self, blocks: list[Block], slots: list[Slot], waves: list[list[str]], source):
+    def __init__(self, blocks: list[Block], slots: list[Slot], waves: list[list[Block]], source):
         self.blocks: tuple[Block, ...] = tuple(blocks)
         self.units: dict[str, UnitBlock] = {b.name: b for b in blocks if not isinstance(b, WeightNodes)}
         self.weights: dict[str, WeightNodes] = {b.name: b for b in blocks if isinstance(b, WeightNodes)}
         self.slots: dict[str, Slot] = {s.key: s for s in slots}
         self.waves = waves
-        """Topological generations of block names (``weights:<name>`` for weight blocks)."""
+        """Topological generations of the blocks (lists of block objects, in graph order): a block's
+        inputs are all in earlier waves."""
         self.source = source
         """What the graph was built from (to write the spec back): the spec's own data."""
 

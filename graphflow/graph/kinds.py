@@ -78,6 +78,16 @@ def activation_forward(xp, fn: str, z):
     return ACTIVATIONS[fn](xp, z), (z,)
 
 
+def weight_forward(xp, w, x):
+    """y_ij = w_ij * x_i (the neuron sum y_j adds these up); stores w and x.
+
+    >>> import numpy as np
+    >>> weight_forward(np, np.array([0.5, -2.0]), np.array([4.0, 1.0]))[0].tolist()
+    [2.0, -2.0]
+    """
+    return w * x, (w, x)
+
+
 def bias_forward(xp, y, b):
     """z = y + b; stores b and y."""
     return y + b, (b, y)

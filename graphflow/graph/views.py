@@ -32,7 +32,7 @@ def to_networkx(graph, collapsed: bool = False, max_nodes: int = 20000) -> nx.Mu
     >>> g = gf.build(gf.stack(2, gf.Dense(2), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
     >>> v = to_networkx(g)
     >>> v.nodes["dense0/w[1,0]"]["kind"], v.number_of_nodes()
-    ('weight', 20)
+    ('weight', 18)
     >>> sorted(to_networkx(g, collapsed=True).nodes)[:3]
     ['dense0/b', 'dense0/sum', 'dense0/w']
     """

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from graphflow.errors import SpecError
 from graphflow.spec.experiment import ExperimentSpec, MetaTrainingSpec, MnistTaskSpec, SinusoidTaskSpec
@@ -33,12 +33,65 @@ from graphflow.spec.learner import LearnerSpec
 GRAPH_SPEC = TypeAdapter(GraphSpec)
 
 
-def format_validation_error(err: ValidationError, what: str) -> str:
-    """Turn a pydantic error into lines naming the field path at fault."""
+def _user_path(loc: tuple, data) -> str:
+    """The field path as the user wrote it: ``layers.1.units``, ``blocks.2.kind``.
+
+    pydantic's ``loc`` also names the member of a union it tried (``stack``, ``dense``,
+    ``literal[...]``); walking ``loc`` through the data the user gave tells the two apart.
+    """
+    parts: list[str] = []
+    cur = data
+    for p in loc:
+        if isinstance(cur, BaseModel):
+            cur = cur.model_dump()
+        if isinstance(cur, dict) and p in cur:
+            cur = cur[p]
+        elif isinstance(cur, list) and isinstance(p, int) and 0 <= p < len(cur):
+            cur = cur[p]
+        elif isinstance(cur, dict) and p == cur.get("kind"):
+            continue  # the member of a discriminated union, named by the user's own "kind"
+        elif isinstance(p, str) and (cur is None or not isinstance(cur, dict) or "[" in p):
+            continue  # the member of a plain union (``literal[...]``, ``list[...]``, ``str``)
+        else:
+            cur = None  # a missing or unexpected field: name it, nothing below it to walk
+        parts.append(str(p))
+    return ".".join(parts)
+
+
+def format_validation_error(err: ValidationError, what: str, data=None) -> str:
+    """Turn a pydantic error into lines naming the field path at fault, as the user wrote it.
+
+    ``data`` is what was validated (a dict, or JSON text); with it, union members that pydantic
+    puts into its error locations are left out of the paths, and the value at fault is shown.
+
+    >>> from pydantic import TypeAdapter
+    >>> from graphflow.spec.graph import GraphSpec
+    >>> bad = {"kind": "stack", "inputs": 2, "layers": [{"kind": "dense", "units": 0}]}
+    >>> try:
+    ...     TypeAdapter(GraphSpec).validate_python(bad)
+    ... except ValidationError as err:
+    ...     print(format_validation_error(err, "graph spec", bad))
+    invalid graph spec:
+      layers.0.units: Input should be greater than 0 (got 0)
+    """
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            data = None
     lines = [f"invalid {what}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {loc}: {e['msg']}")
+        loc = tuple(e["loc"])
+        path = _user_path(loc, data) if data is not None else ".".join(str(p) for p in loc)
+        if e["type"] == "union_tag_invalid":
+            path = ".".join(filter(None, [path, e.get("ctx", {}).get("discriminator", "").strip("'")]))
+        message = e["msg"]
+        value = e.get("input")
+        if e["type"] not in ("missing", "union_tag_invalid", "json_invalid") and isinstance(value, (str, int, float, bool)):
+            message += f" (got {value!r})"
+        line = f"  {path or '<root>'}: {message}"
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -54,7 +107,7 @@ def parse_graph_spec(data: dict | str) -> StackSpec | FreeFormSpec:
             return GRAPH_SPEC.validate_json(data)
         return GRAPH_SPEC.validate_python(data)
     except ValidationError as err:
-        raise SpecError(format_validation_error(err, "graph spec")) from None
+        raise SpecError(format_validation_error(err, "graph spec", data)) from None
 
 
 def load_spec(path: str | Path):
@@ -70,7 +123,7 @@ def load_spec(path: str | Path):
         try:
             return ExperimentSpec.model_validate(data)
         except ValidationError as err:
-            raise SpecError(format_validation_error(err, f"experiment spec {path}")) from None
+            raise SpecError(format_validation_error(err, f"experiment spec {path}", data)) from None
     try:
         return parse_graph_spec(data)
     except SpecError as err:

@@ -80,6 +80,13 @@ class StackSpec(_Model):
     """User-assigned learner groups: ``{"dense0/w": "mygroup", ...}`` (keys are learner slots,
     see :meth:`graphflow.graph.Graph.slots`)."""
 
+    @field_validator("layers")
+    @classmethod
+    def _names_usable(cls, layers):
+        for p, layer in enumerate(layers):
+            _check_name(layer.name, f"layer {p}", optional=True)
+        return layers
+
 
 # ----------------------------------------------------------------------------------------------
 # Free-form graphs
@@ -90,7 +97,9 @@ class InputBlock(_Model):
 
     kind: Literal["input"] = "input"
     name: str
+    """Block name; node ids are ``<name>/x[i]``."""
     size: int = Field(gt=0)
+    """Number of input units."""
 
 
 class TargetBlock(_Model):
@@ -98,7 +107,9 @@ class TargetBlock(_Model):
 
     kind: Literal["target"] = "target"
     name: str
+    """Block name; node ids are ``<name>/y[i]``."""
     size: int = Field(gt=0)
+    """Number of target units."""
 
 
 class NeuronBlock(_Model):
@@ -106,7 +117,9 @@ class NeuronBlock(_Model):
 
     kind: Literal["neurons"] = "neurons"
     name: str
+    """Block name; node ids are ``<name>/sum[j]`` and ``<name>/b[j]``."""
     size: int = Field(gt=0)
+    """Number of neurons (and of bias nodes)."""
     bias_edges: list[tuple[int, int]] | None = None
     """Explicit (bias, neuron) pairs; default: bias j feeds neuron j. Each bias feeds exactly one
     neuron and each neuron has exactly one bias."""
@@ -121,12 +134,15 @@ class WeightBlock(_Model):
 
     kind: Literal["weights"] = "weights"
     name: str
+    """Block name (may equal ``dst``); node ids are ``<name>/w[i,j]``."""
     src: str
     """Block whose units feed these weights (input, neurons, activation or softmax)."""
     dst: str
     """Neuron block the weights sum into."""
     mask: list[list[int]] | None = None
+    """0/1 connectivity, ``mask[i][j] == 1`` for a weight from unit i of ``src`` to neuron j."""
     edges: list[tuple[int, int]] | None = None
+    """Explicit (i, j) pairs, one weight node each."""
     fan_in: int | None = None
     """Optional declared number of source units; must match ``src``'s size."""
 
@@ -136,8 +152,11 @@ class ActivationBlock(_Model):
 
     kind: Literal["activation"] = "activation"
     name: str
+    """Block name; node ids are ``<name>/act[j]``."""
     src: str
+    """Neuron block whose sums (after their biases) these units read."""
     fn: ActivationName | list[ActivationName]
+    """Activation function, or one per unit."""
 
 
 class SoftmaxBlock(_Model):
@@ -145,7 +164,9 @@ class SoftmaxBlock(_Model):
 
     kind: Literal["softmax"] = "softmax"
     name: str
+    """Block name; node ids are ``<name>/unit[j]``."""
     src: str
+    """Neuron block the softmax normalizes."""
 
 
 class LossBlock(_Model):
@@ -153,8 +174,11 @@ class LossBlock(_Model):
 
     kind: Literal["loss"] = "loss"
     name: str
+    """Block name; node ids are ``<name>/loss[j]``."""
     src: str
+    """Block whose units are compared with the targets (neurons, activation or softmax)."""
     fn: LossName
+    """Loss function: ``l2``, ``l1`` or ``ce``."""
     target: str | None = None
     """Target block of the same size as ``src`` (required)."""
 
@@ -170,17 +194,27 @@ class FreeFormSpec(_Model):
 
     kind: Literal["freeform"] = "freeform"
     blocks: list[Block] = Field(min_length=1)
+    """Blocks in any order; names are unique (a weights block may share its ``dst``'s name)."""
     sharing: Sharing = "layer"
+    """Learner sharing: per block part, one per node kind (normalization per part), or one per
+    kind with shared normalization too."""
     groups: dict[str, str] = Field(default_factory=dict)
     """User-assigned learner groups, keyed by learner slot (see ``Graph.slots``)."""
 
     @field_validator("blocks")
     @classmethod
     def _names_present(cls, blocks):
-        for b in blocks:
-            if not b.name or "/" in b.name or "[" in b.name:
-                raise ValueError(f"block name {b.name!r} must be non-empty without '/' or '['")
+        for p, b in enumerate(blocks):
+            _check_name(b.name, f"block {p}")
         return blocks
+
+
+def _check_name(name: str | None, where: str, optional: bool = False) -> None:
+    """Names become the first part of node ids (``<name>/<label>[i]``), so they cannot hold ``/[]``."""
+    if name is None and optional:
+        return
+    if not name or any(c in name for c in "/[]*?,") or name != name.strip():
+        raise ValueError(f"{where}: name {name!r} must be non-empty, without spaces around it and without / [ ] * ? ,")
 
 
 GraphSpec = Annotated[Union[StackSpec, FreeFormSpec], Field(discriminator="kind")]

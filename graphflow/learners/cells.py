@@ -12,6 +12,20 @@ meta-gradients.
 from __future__ import annotations
 
 
+def linear(a, w):
+    """``a @ w`` for a 2-D kernel, as one large matmul over all leading axes (numpy would otherwise
+    loop over them with many small matrix products).
+
+    >>> import numpy as np
+    >>> linear(np.ones((2, 3, 4)), np.ones((4, 5))).shape
+    (2, 3, 5)
+    """
+    if a.ndim <= 2:
+        return a @ w
+    lead = a.shape[:-1]
+    return (a.reshape(-1, a.shape[-1]) @ w).reshape(lead + (w.shape[-1],))
+
+
 def first_layer(xp, streams, kernel, widths):
     """``concat(streams) @ kernel`` without the concatenation; streams broadcast together.
 
@@ -24,7 +38,7 @@ def first_layer(xp, streams, kernel, widths):
     row = 0
     for stream, width in zip(streams, widths):
         rows = kernel[row:row + width]
-        term = stream * rows[0] if width == 1 else stream @ rows
+        term = stream * rows[0] if width == 1 else linear(stream, rows)
         out = term if out is None else out + term
         row += width
     return out
@@ -45,13 +59,13 @@ def stateless_cell(xp, p, streams, widths):
     ``f`` is skipped (None) when the node has no parameter (``p`` has no ``f.*`` entries).
     """
     g0 = first_layer(xp, streams, p["g.dense0.kernel"], widths) + p["g.dense0.bias"]
-    g1 = relu(xp, relu(xp, g0) @ p["g.dense1.kernel"] + p["g.dense1.bias"])
-    msg = xp.tanh(g1 @ p["g.dense2.kernel"] + p["g.dense2.bias"])
+    g1 = relu(xp, linear(relu(xp, g0), p["g.dense1.kernel"]) + p["g.dense1.bias"])
+    msg = xp.tanh(linear(g1, p["g.dense2.kernel"]) + p["g.dense2.bias"])
     if "f.dense0.kernel" not in p:
         return None, msg
     f0 = first_layer(xp, streams, p["f.dense0.kernel"], widths) + p["f.dense0.bias"]
-    f1 = relu(xp, relu(xp, f0) @ p["f.dense1.kernel"] + p["f.dense1.bias"])
-    upd = xp.tanh(f1 @ p["f.dense2.kernel"] + p["f.dense2.bias"])
+    f1 = relu(xp, linear(relu(xp, f0), p["f.dense1.kernel"]) + p["f.dense1.bias"])
+    upd = xp.tanh(linear(f1, p["f.dense2.kernel"]) + p["f.dense2.bias"])
     return upd, msg
 
 
@@ -62,12 +76,12 @@ def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh"):
     c' = u * c + (1 - u) * tanh(MLPx(x) + MLPc(r * c) + bn).
     """
     act = xp.tanh if mlp_activation == "tanh" else (lambda a: relu(xp, a))
-    u = sigmoid(xp, first_layer(xp, streams, p["gru.W_update_x"], widths) + carry @ p["gru.W_update_c"] + p["gru.b_update"])
-    r = sigmoid(xp, first_layer(xp, streams, p["gru.W_reset_x"], widths) + carry @ p["gru.W_reset_c"] + p["gru.b_reset"])
+    u = sigmoid(xp, first_layer(xp, streams, p["gru.W_update_x"], widths) + linear(carry, p["gru.W_update_c"]) + p["gru.b_update"])
+    r = sigmoid(xp, first_layer(xp, streams, p["gru.W_reset_x"], widths) + linear(carry, p["gru.W_reset_c"]) + p["gru.b_reset"])
     hx = act(first_layer(xp, streams, p["gru.next_x_net.dense0.kernel"], widths) + p["gru.next_x_net.dense0.bias"])
-    hx = act(hx @ p["gru.next_x_net.dense1.kernel"] + p["gru.next_x_net.dense1.bias"])
-    hx = hx @ p["gru.next_x_net.dense2.kernel"]
-    hc = act((r * carry) @ p["gru.next_c_net.dense0.kernel"] + p["gru.next_c_net.dense0.bias"])
-    hc = act(hc @ p["gru.next_c_net.dense1.kernel"] + p["gru.next_c_net.dense1.bias"])
-    hc = hc @ p["gru.next_c_net.dense2.kernel"]
+    hx = act(linear(hx, p["gru.next_x_net.dense1.kernel"]) + p["gru.next_x_net.dense1.bias"])
+    hx = linear(hx, p["gru.next_x_net.dense2.kernel"])
+    hc = act(linear(r * carry, p["gru.next_c_net.dense0.kernel"]) + p["gru.next_c_net.dense0.bias"])
+    hc = act(linear(hc, p["gru.next_c_net.dense1.kernel"]) + p["gru.next_c_net.dense1.bias"])
+    hc = linear(hc, p["gru.next_c_net.dense2.kernel"])
     return u * carry + (1.0 - u) * xp.tanh(hx + hc + p["gru.b_next"])

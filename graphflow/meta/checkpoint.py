@@ -52,6 +52,9 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict)
             np.savez(f, **arrays, **{META_KEY: np.array(json.dumps(header))})
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -24,6 +24,10 @@ class Backend:
     name: str
     xp: ModuleType
     dtype: type = np.float32
+    traced: bool = False
+    """True for the tracing namespace of :mod:`graphflow.autodiff` (no in-place tricks then)."""
+    cache_blocking: bool = True
+    """Run large learner calls in cache-sized row blocks on CPU threads (not on a GPU)."""
 
     def asarray(self, a, dtype=None):
         """An array of this backend, float32 unless told otherwise."""
@@ -57,7 +61,7 @@ class Backend:
             cupyx.scatter_add(target, index, values)
 
     def with_dtype(self, dtype) -> "Backend":
-        return Backend(self.name, self.xp, dtype)
+        return Backend(self.name, self.xp, dtype, self.traced, self.cache_blocking)
 
 
 def get_backend(name: str | Backend = "numpy", dtype=np.float32) -> Backend:
@@ -71,5 +75,5 @@ def get_backend(name: str | Backend = "numpy", dtype=np.float32) -> Backend:
             import cupy
         except ImportError as err:
             raise GraphflowError(f"backend 'cupy' needs CuPy and a GPU: pip install graphflow[gpu] ({err})") from None
-        return Backend("cupy", cupy, dtype)
+        return Backend("cupy", cupy, dtype, cache_blocking=False)
     raise GraphflowError(f"unknown backend {name!r}; use 'numpy' or 'cupy'")

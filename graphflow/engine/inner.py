@@ -10,6 +10,7 @@ so that the same code runs on numpy and CuPy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,8 +82,13 @@ class Engine:
     ((2, 5, 1), (2, 1, 4))
     """
 
-    def __init__(self, graph, protocol: Protocol, backend: str | Backend = "numpy"):
+    def __init__(self, graph, protocol: Protocol, backend: str | Backend = "numpy", threads: int | None = None,
+                 block_rows: int = 4096):
         self.graph = graph
+        self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
+        """Threads for large learner calls (numpy backend; CuPy runs them in one piece on the GPU)."""
+        self.block_rows = block_rows
+        self._executor = None
         self.protocol = protocol
         self.be = get_backend(backend)
         self.schedule = make_schedule(graph, protocol.spec.aggregation)
@@ -260,7 +266,9 @@ class Engine:
         p = self.learner_params[slot.group]
         xp = self.be.xp
         if self.protocol.spec.kind == "stateless":
-            upd, msg = stateless_cell(xp, p, streams, layout.stream_widths)
+            if not layout.has_parameter:
+                return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths)[1:], streams)[0], None
+            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths), streams)
             return upd, msg, None
         carry = state.carries.get(slot.key)
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
@@ -269,10 +277,44 @@ class Engine:
         elif tuple(carry.shape) != shape:
             raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
                              f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
-        new = gru_cell(xp, p, streams, layout.stream_widths, carry, self.protocol.spec.gru_mlp_activation)
+        act = self.protocol.spec.gru_mlp_activation
+        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act),), streams, carry)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None
         return upd, new[..., new.shape[-1] - layout.message:], new
+
+    def _blocked(self, fn, streams, carry=None):
+        """``fn(streams, carry)`` over blocks of the first node axis, on the engine's threads.
+
+        Large learner calls (the weight nodes of a big layer) touch arrays far larger than the
+        caches; running them in blocks of a few thousand rows keeps every intermediate in cache,
+        and numpy releases the GIL, so blocks run in parallel. Traced runs (meta-gradients) and
+        small calls run in one piece.
+        """
+        shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams])
+        rows = int(np.prod(shape))
+        if self.be.traced or not self.be.cache_blocking or len(shape) < 3 or rows < 2 * self.block_rows or shape[2] < 2:
+            return fn(streams, carry)
+        per_unit = rows // shape[2]
+        step = max(1, self.block_rows // per_unit)
+        bounds = [(a, min(a + step, shape[2])) for a in range(0, shape[2], step)]
+
+        def cut(a, lo, hi):
+            return a if a is None or a.shape[2] == 1 else a[:, :, lo:hi]
+
+        def run(bound):
+            lo, hi = bound
+            return fn([cut(s, lo, hi) for s in streams], cut(carry, lo, hi))
+
+        parts = list(self._pool().map(run, bounds)) if self.threads > 1 else [run(b) for b in bounds]
+        return tuple(self.be.xp.concatenate([p[k] for p in parts], axis=2) for k in range(len(parts[0])))
+
+    def _pool(self):
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="graphflow-engine")
+        return self._executor
 
     # ------------------------------------------------------------------ one inner step
     def step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:

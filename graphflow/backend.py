@@ -11,7 +11,11 @@ Everything the engine computes is float32 (float64 exists for finite-difference 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from types import ModuleType
 
 import numpy as np
@@ -60,6 +64,17 @@ class Backend:
 
             cupyx.scatter_add(target, index, values)
 
+    def compute(self):
+        """The context engine work runs in: on CPU, BLAS on one thread.
+
+        The engine's matrix products are many and mid-sized; OpenBLAS's own threads spin and
+        contend on them (measured 10x slower on a busy 2-core machine), while graphflow
+        parallelizes large learner calls itself (``Engine(threads=...)``).
+        """
+        if self.cache_blocking:
+            return blas_threads(1)
+        return contextlib.nullcontext()
+
     def with_dtype(self, dtype) -> "Backend":
         return Backend(self.name, self.xp, dtype, self.traced, self.cache_blocking)
 
@@ -77,3 +92,63 @@ def get_backend(name: str | Backend = "numpy", dtype=np.float32) -> Backend:
             raise GraphflowError(f"backend 'cupy' needs CuPy and a GPU: pip install graphflow[gpu] ({err})") from None
         return Backend("cupy", cupy, dtype, cache_blocking=False)
     raise GraphflowError(f"unknown backend {name!r}; use 'numpy' or 'cupy'")
+
+
+# ------------------------------------------------------------------------------------------------
+# BLAS threads. numpy's wheels ship OpenBLAS, which runs its own threads inside every matmul; when
+# graphflow splits work over its own threads, BLAS must run on one, or the two kinds of threads
+# fight over the cores. The library is found among the loaded ones and told through ctypes.
+
+_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
+            "openblas_set_num_threads")
+_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
+            "openblas_get_num_threads")
+
+
+@lru_cache(maxsize=1)
+def _openblas():
+    """(set, get) of the loaded OpenBLAS, or None when numpy uses another BLAS."""
+    np.ones((2, 2)) @ np.ones((2, 2))  # make sure the BLAS is loaded
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f
+                            if "openblas" in os.path.basename(line.split()[-1]).lower() and ".so" in line.split()[-1]})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(lib, n) for n in _SETTERS if hasattr(lib, n)), None)
+        getter = next((getattr(lib, n) for n in _GETTERS if hasattr(lib, n)), None)
+        if setter is not None and getter is not None:
+            getter.restype = ctypes.c_int
+            return setter, getter
+    return None
+
+
+def get_blas_threads() -> int | None:
+    """The BLAS thread count, or None when it cannot be read."""
+    found = _openblas()
+    return int(found[1]()) if found else None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """Run the body with BLAS on ``n`` threads (a no-op when the BLAS cannot be told).
+
+    >>> with blas_threads(1):
+    ...     pass
+    """
+    found = _openblas()
+    if found is None:
+        yield
+        return
+    setter, getter = found
+    before = int(getter())
+    setter(int(n))
+    try:
+        yield
+    finally:
+        setter(before)

@@ -306,7 +306,10 @@ class Engine:
             lo, hi = bound
             return fn([cut(s, lo, hi) for s in streams], cut(carry, lo, hi))
 
-        parts = list(self._pool().map(run, bounds)) if self.threads > 1 else [run(b) for b in bounds]
+        if self.threads > 1:
+            parts = list(self._pool().map(run, bounds))
+        else:
+            parts = [run(b) for b in bounds]
         return tuple(self.be.xp.concatenate([p[k] for p in parts], axis=2) for k in range(len(parts[0])))
 
     def _pool(self):
@@ -319,6 +322,10 @@ class Engine:
     # ------------------------------------------------------------------ one inner step
     def step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:
         """Forward on (x, y), message pass, update; returns the new state and what the step saw."""
+        with self.be.compute():
+            return self._step(state, x, y, recorder)
+
+    def _step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:
         fwd = self.forward(state, x, y)
         updates, carries = self.message_pass(state, fwd, recorder)
         params = dict(state.params)

@@ -1,0 +1,131 @@
+"""The benchmark report: a plain-text table of a run, and its JSON.
+
+>>> print(format_seconds(0.0123), format_seconds(2.5), format_seconds(None))
+12.3 ms 2.50 s -
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.bench.workloads import REFERENCE_LABEL
+
+
+def format_seconds(s) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.0f} us"
+
+
+def _ratio(r) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.3g}x"
+
+
+def _bytes(b) -> str:
+    return "-" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def format_table(report: dict) -> str:
+    """The run as text: machine, timed cases with their baselines, build, memory, scaling, targets."""
+    m = report["machine"]
+    out = [f"graphflow bench ({m['backend']}{', quick' if report.get('quick') else ''}) on {m['cpu']}, {m['cores']} cores, "
+           f"numpy {m['numpy']}, {m['blas']} ({m.get('blas_threads')} BLAS threads)"
+           + (f", load average {m['load_average'][0]}" if m.get("load_average") else "")
+           + (f" at the start, {m['load_average_end'][0]} at the end" if m.get("load_average_end") else "")]
+    lim = m.get("limits") or {}
+    if lim:
+        shape = "x".join(map(str, lim["matmul_shape"]))
+        out.append(f"machine limits: float32 matmul [{shape}] {lim['matmul_gflops_1thread']:.1f} GFLOP/s on 1 BLAS thread, "
+                   f"{lim['matmul_gflops_2threads']:.1f} on 2; copy {lim['copy_gbs']:.1f} GB/s, add {lim['add_gbs']:.1f} GB/s")
+    cases = report["cases"]
+    timed = [c for c in cases if c["kind"] in ("inner-step", "meta-step")]
+    if timed:
+        header = ["case", "graphflow", "dense", "dense/gf", "interpreter", "interp/gf", "reference*", "ref/gf",
+                  "dense GFLOP/s (of peak)"]
+        rows = []
+        for c in timed:
+            gflops = "-"
+            if c.get("dense_gflops") is not None:
+                frac = c.get("dense_peak_fraction")
+                gflops = f"{c['dense_gflops']:.1f}" + (f" ({100 * frac:.0f}%)" if frac is not None else "")
+            rows.append([c["name"] + (" (variant)" if c.get("variant") else ""), format_seconds(c["seconds"]),
+                         format_seconds(c.get("dense_seconds")), _ratio(c.get("dense_ratio")),
+                         format_seconds(c.get("interpreter_seconds")), _ratio(c.get("interpreter_ratio")),
+                         format_seconds(c.get("reference_seconds")), _ratio(c.get("reference_ratio")), gflops])
+        out += [""] + _rows(header, rows)
+        out.append(f"ratios: {report['ratio_definition']}")
+        out.append(f"* reference: {REFERENCE_LABEL}")
+        for c in timed:
+            if c.get("dense_forward_equivalents") is not None:
+                out.append(f"{c['name']}: one meta-step costs {c['dense_forward_equivalents']:.1f} dense inner steps "
+                           f"of the same size ({c['inner_steps']} forward steps; a hand-written reverse pass would cost about 3)")
+    build = [c for c in cases if c["kind"] == "build"]
+    if build:
+        rows = [[c["name"], f"{c['weight_nodes']:,}", format_seconds(c["build_seconds"]), format_seconds(c["schedule_seconds"]),
+                 format_seconds(c["engine_setup_seconds"])] for c in build]
+        out += [""] + _rows(["graph", "weight nodes", "build", "schedule", "engine setup"], rows)
+    memory = [c for c in cases if c["kind"] == "memory"]
+    if memory:
+        rows = [[c["name"] + (" (variant)" if c.get("variant") else ""), f"{c['tasks']} x {c['inner_steps']}",
+                 _bytes(c["peak_bytes"]),
+                 _bytes(c["peak_bytes_recompute"]) if c["peak_bytes_recompute"] is not None else c.get("recompute_note", "n/a")]
+                for c in memory]
+        out += [""] + _rows(["meta-step peak memory", "tasks x steps", "stored", "recomputed"], rows)
+    for c in cases:
+        if c["kind"] != "scaling":
+            continue
+        rows = [[f"{p['weight_nodes']:,}", "-".join(map(str, p["layers"])), format_seconds(p.get("seconds")),
+                 format_seconds(p.get("dense_seconds")), _ratio(p.get("dense_ratio")),
+                 f"{1e9 * p['seconds'] / p['weight_nodes']:.1f}" if p.get("seconds") else p.get("skipped", "-")]
+                for p in c["points"]]
+        out += [""] + _rows(["weight nodes", "stack", "graphflow", "dense", "dense/gf", "ns/node"], rows)
+        fit = c["fit"]
+        if fit.get("max_deviation") is not None:
+            out.append(f"linear fit: {format_seconds(fit['intercept_seconds'])} + {1e9 * fit['seconds_per_weight_node']:.2f} ns "
+                       f"x nodes; max deviation {fit['max_deviation']:.2f}x" + (f"; plot {c['plot']}" if c.get("plot") else ""))
+    if report.get("targets"):
+        out += ["", "targets:"]
+        for t in report["targets"]:
+            mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+            value = "-" if t["value"] is None else f"{t['value']:.3g}"
+            out.append(f"  [{mark}] {t['case']} {t['metric']} = {value} (target {t['target']}): {t['goal']}")
+    return "\n".join(out)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(_plain(report), indent=2)
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(report) + "\n")
+    return path
+
+
+__all__ = ["format_seconds", "format_table", "to_json", "write_json"]

@@ -1,0 +1,432 @@
+"""Runs the benchmark cases in one process and collects one JSON-ready report.
+
+Every timed case reports ``seconds`` (median wall time per step of graphflow) and, per baseline,
+``<baseline>_seconds`` and ``<baseline>_ratio = <baseline>_seconds / seconds`` (above 1: graphflow
+is faster). Baselines: ``dense`` (the hand-written numpy step of :mod:`graphflow.bench.dense_baseline`,
+measured in this run), ``interpreter`` (the per-node reference interpreter, measured in this run)
+and ``reference`` (stored figures of the reference implementation, not measured here).
+
+>>> report = run_benchmarks(["build"], quick=True, progress=None)
+>>> [case["name"] for case in report["cases"]][:2]
+['build-144-50-10', 'build-784-100-10']
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.bench import workloads as W
+from graphflow.bench.machine import machine_info, machine_limits
+from graphflow.bench.scaling import linear_fit, plot_scaling
+from graphflow.bench.timing import median_seconds, peak_bytes
+from graphflow.errors import GraphflowError
+
+CASE_GROUPS = ("sinusoid-inner", "sinusoid-meta", "mnist-inner", "mnist-meta", "mnist784-inner", "build", "memory", "scaling")
+"""What ``--cases`` selects from (``build``, ``memory`` and ``scaling`` hold several cases or points)."""
+
+RATIO_DEFINITION = "<baseline>_ratio = <baseline>_seconds / seconds (graphflow's median seconds per step); above 1: graphflow is faster"
+
+TARGETS = (
+    # (case, metric, comparison, threshold, what the issue asks)
+    ("sinusoid-inner", "reference_ratio", ">=", 3.0, "3x faster than the reference on sinusoid cases"),
+    ("sinusoid-meta", "reference_ratio", ">=", 3.0, "3x faster than the reference on sinusoid cases"),
+    ("mnist-inner", "reference_ratio", ">=", 1.5, "1.5x faster than the reference on MNIST cases"),
+    ("mnist-meta", "reference_ratio", ">=", 1.5, "1.5x faster than the reference on MNIST cases"),
+    ("mnist784-inner", "reference_ratio", ">=", 1.5, "1.5x faster than the reference on MNIST cases"),
+    ("sinusoid-inner", "dense_ratio", ">=", 1 / 1.3, "within 1.3x of the dense numpy baseline"),
+    ("mnist-inner", "dense_ratio", ">=", 1 / 1.3, "within 1.3x of the dense numpy baseline"),
+    ("mnist784-inner", "dense_ratio", ">=", 1 / 1.3, "within 1.3x of the dense numpy baseline"),
+    ("sinusoid-inner", "interpreter_ratio", ">=", 1000.0, "1000x faster than the per-node interpreter"),
+    ("mnist-inner", "interpreter_ratio", ">=", 1000.0, "1000x faster than the per-node interpreter"),
+    ("inner-step-scaling", "max_deviation", "<=", 1.2, "inner-step time linear in weight nodes within 1.2x"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Repetitions and sizes of a run (``quick``: a smoke run for CI, few repetitions, small sweep)."""
+
+    quick: bool
+    backend: str
+    warmup: int
+    """Untimed steps before the timed ones (beyond the step that fills the learner carries)."""
+    inner_repeat: int
+    large_repeat: int
+    meta_repeat: int
+    meta_warmup: int
+    interpreter_tasks: int | None
+    """Tasks the interpreter times per case (None: all of the workload's)."""
+    mnist_interpreter: bool
+    sweep: tuple[int, ...]
+    sweep_repeat: int
+    budget: float
+    """Seconds of timed repetitions after which a case stops repeating (meta-steps: 3x)."""
+
+    @classmethod
+    def make(cls, quick: bool, backend: str, max_nodes: int | None = None) -> "Settings":
+        settings = cls._make(quick, backend)
+        if max_nodes is not None:
+            sweep = tuple(n for n in settings.sweep if n <= max_nodes)
+            if len(sweep) < 2:
+                raise GraphflowError(f"--max-nodes {max_nodes}: the scaling sweep needs at least two of {list(settings.sweep)}")
+            settings = replace(settings, sweep=sweep)
+        return settings
+
+    @classmethod
+    def _make(cls, quick: bool, backend: str) -> "Settings":
+        if quick:
+            return cls(True, backend, warmup=0, inner_repeat=3, large_repeat=1, meta_repeat=1, meta_warmup=0,
+                       interpreter_tasks=1, mnist_interpreter=False, sweep=W.QUICK_SCALING_WEIGHT_NODES, sweep_repeat=1,
+                       budget=2.0)
+        return cls(False, backend, warmup=1, inner_repeat=15, large_repeat=5, meta_repeat=3, meta_warmup=1,
+                   interpreter_tasks=None, mnist_interpreter=True, sweep=W.SCALING_WEIGHT_NODES, sweep_repeat=3,
+                   budget=20.0)
+
+
+def _say(progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+# ----------------------------------------------------------------------------------------------
+# Inner steps
+
+
+def _inner_case(name: str, workload: W.Workload, settings: Settings, limits: dict, progress) -> dict:
+    from graphflow.bench.dense_baseline import DenseMPLP, DenseState
+    from graphflow.engine import Engine
+
+    graph, protocol = W.graph_and_protocol(workload.protocol)
+    rng = np.random.default_rng(0)
+    tasks, batch = workload.tasks, workload.batch
+    x, y = W.inner_data(graph, tasks, batch, rng)
+    engine = Engine(graph, protocol, settings.backend)
+    be = engine.be
+    xd, yd = be.asarray(x), be.asarray(y)
+    initial = engine.init_network(rng, tasks)
+    # Time steady-state steps: from a state whose learner carries are no longer zero.
+    state, _ = engine.step(initial, xd, yd)
+    repeat = settings.large_repeat if W.weight_nodes(graph) > 50_000 else settings.inner_repeat
+    _say(progress, f"{name}: graphflow ({repeat} steps)")
+    seconds, samples = median_seconds(lambda: engine.step(state, xd, yd), repeat, settings.warmup, be.name, settings.budget)
+    record = {"name": name, "kind": "inner-step", "backend": be.name, "seconds": seconds, "samples": samples,
+              "tasks": tasks, "batch": batch, "weight_nodes": W.weight_nodes(graph),
+              "what": f"one inner step (forward, message pass, updates) of {tasks} task(s) x batch {batch}"}
+
+    _say(progress, f"{name}: dense numpy baseline")
+    dense = DenseMPLP(graph, protocol, threads=2)
+    try:
+        dstate, _ = dense.step(DenseState({k: be.to_numpy(v) for k, v in initial.params.items()}), x, y)
+        dense_seconds, _ = median_seconds(lambda: dense.step(dstate, x, y), repeat, settings.warmup, budget=settings.budget)
+        flops = dense.step_flops(tasks, batch)
+        carry_bytes = dense.carry_bytes(tasks, batch)
+    finally:
+        dense.close()
+    peak = limits.get("matmul_peak_gflops")
+    record.update({
+        "dense_seconds": dense_seconds, "dense_ratio": dense_seconds / seconds,
+        "flops_per_step": flops,
+        "graphflow_gflops": flops / seconds / 1e9, "dense_gflops": flops / dense_seconds / 1e9,
+        "dense_peak_fraction": flops / dense_seconds / 1e9 / peak if peak else None,
+        "graphflow_peak_fraction": flops / seconds / 1e9 / peak if peak else None,
+        "carry_bytes_per_step": carry_bytes,
+        "dense_carry_gbs": carry_bytes / dense_seconds / 1e9,
+        "dense_bandwidth_fraction": carry_bytes / dense_seconds / 1e9 / limits["copy_gbs"] if limits.get("copy_gbs") else None,
+    })
+
+    want_interpreter = workload.protocol == "sinusoid" or (workload.protocol == "mnist" and settings.mnist_interpreter)
+    if want_interpreter:
+        record.update(_interpreter_time(name, graph, protocol, initial, be, x, y, settings, progress))
+        record["interpreter_ratio"] = record["interpreter_seconds"] / seconds
+    else:
+        record["interpreter_seconds"] = record["interpreter_ratio"] = None
+        record["interpreter_note"] = ("skipped in --quick (one MNIST step takes seconds)" if workload.protocol == "mnist"
+                                      else "not run: the per-node interpreter is for small graphs only")
+    _reference(record, name)
+    return record
+
+
+def _interpreter_time(name, graph, protocol, initial, be, x, y, settings: Settings, progress) -> dict:
+    from graphflow.reference import Interpreter
+
+    tasks = x.shape[0]
+    timed = tasks if settings.interpreter_tasks is None else min(tasks, settings.interpreter_tasks)
+    _say(progress, f"{name}: per-node interpreter (one step, {timed} of {tasks} task(s))")
+    interpreter = Interpreter(graph, protocol)
+    total = 0.0
+    for t in range(timed):
+        params = {k: be.to_numpy(v)[t] for k, v in initial.params.items()}
+        t0 = time.perf_counter()
+        interpreter.run(params, x[t][None], y[t][None])
+        total += time.perf_counter() - t0
+    return {"interpreter_seconds": total * tasks / timed, "interpreter_tasks_timed": timed,
+            "interpreter_note": "one step per task (the interpreter runs one task at a time)"
+                                + (f"; {timed} task timed, scaled to {tasks}" if timed < tasks else "")}
+
+
+def _reference(record: dict, name: str, comparable: bool = True) -> None:
+    ref = W.REFERENCE_SECONDS.get(name)
+    record["reference_seconds"] = ref
+    record["reference_ratio"] = ref / record["seconds"] if ref and comparable and record.get("seconds") else None
+    record["reference_label"] = W.REFERENCE_LABEL
+
+
+# ----------------------------------------------------------------------------------------------
+# Meta-training steps
+
+
+def _meta_setup(workload: W.Workload, backend: str, tasks: int | None = None, steps: int | None = None, **options):
+    from graphflow.engine import Engine
+    from graphflow.meta.metaloss import MetaGradient
+
+    graph, protocol = W.graph_and_protocol(workload.protocol)
+    rng = np.random.default_rng(0)
+    batch = W.meta_batch(graph, workload, rng, tasks, steps)
+    engine = Engine(graph, protocol)
+    init = {k: np.asarray(v) for k, v in engine.init_network(rng, batch.x.shape[0]).params.items()}
+    metagrad = MetaGradient(graph, protocol, backend, **options)
+    return graph, protocol, batch, init, metagrad
+
+
+def _meta_case(name: str, workload: W.Workload, settings: Settings, progress) -> dict:
+    from graphflow.meta.optim import Adam
+
+    steps = 2 if settings.quick else workload.steps
+    graph, protocol, batch, init, metagrad = _meta_setup(workload, settings.backend, steps=steps)
+    optimizer = Adam(1e-4)
+
+    def meta_step():
+        _, grads = metagrad(protocol, batch, init)
+        optimizer.step({k: v for k, v in protocol.flat().items() if k in grads}, grads)
+
+    _say(progress, f"{name}: graphflow ({settings.meta_repeat} meta-steps)")
+    seconds, samples = median_seconds(meta_step, settings.meta_repeat, settings.meta_warmup, settings.backend,
+                                      3 * settings.budget)
+    record = {"name": name, "kind": "meta-step", "backend": settings.backend, "seconds": seconds, "samples": samples,
+              "tasks": workload.tasks, "batch": workload.batch, "inner_steps": steps, "heldout": workload.heldout,
+              "weight_nodes": W.weight_nodes(graph), "adam_included": True,
+              "what": (f"meta-loss of {workload.tasks} task(s) x {steps} inner steps (batch {workload.batch}, "
+                       f"held-out {workload.heldout}), its gradient and the Adam update")}
+    if steps != workload.steps:
+        record["variant"] = f"--quick: {steps} inner steps instead of {workload.steps}; not comparable with the reference"
+    _reference(record, name, comparable=steps == workload.steps)
+    record["interpreter_seconds"] = record["interpreter_ratio"] = None
+    record["interpreter_note"] = "the per-node interpreter runs inner loops only (no meta-gradient)"
+    record["dense_seconds"] = record["dense_ratio"] = None
+    record["dense_note"] = ("no dense meta-step baseline: it needs a hand-written reverse pass through every inner step "
+                            "(see docs/performance.md); dense_forward_equivalents compares with the dense inner step instead")
+    return record
+
+
+def _memory_case(name: str, workload: W.Workload, settings: Settings, progress) -> dict:
+    from graphflow.meta.metaloss import MetaGradient
+
+    tasks, steps = (1, 2) if settings.quick else (workload.tasks, workload.steps)
+    _say(progress, f"{name}: peak memory of one meta-step ({tasks} task(s) x {steps} steps)")
+    graph, protocol, batch, init, metagrad = _meta_setup(workload, settings.backend, tasks, steps)
+    plain = peak_bytes(lambda: metagrad(protocol, batch, init))
+    record = {"name": name, "kind": "memory", "backend": settings.backend, "seconds": None, "tasks": tasks,
+              "inner_steps": steps, "batch": workload.batch, "peak_bytes": plain,
+              "what": "peak host memory (tracemalloc) allocated by one meta-loss + gradient"}
+    if settings.backend != "numpy":
+        record["note"] = "host memory only; device memory is not measured"
+    if "recompute_every" in inspect.signature(MetaGradient).parameters:
+        every = max(1, round(math.sqrt(steps)))
+        _, _, _, _, recompute = _meta_setup(workload, settings.backend, tasks, steps, recompute_every=every)
+        record.update({"recompute_every": every, "peak_bytes_recompute": peak_bytes(lambda: recompute(protocol, batch, init))})
+        record["recompute_saving"] = plain / record["peak_bytes_recompute"] if record["peak_bytes_recompute"] else None
+    else:
+        record.update({"recompute_every": None, "peak_bytes_recompute": None, "recompute_saving": None,
+                       "recompute_note": "n/a: MetaGradient has no recompute_every option in this tree"})
+    if settings.quick:
+        record["variant"] = f"--quick: {tasks} task x {steps} steps"
+    return record
+
+
+# ----------------------------------------------------------------------------------------------
+# Graph build and schedule
+
+
+def _build_cases(settings: Settings, progress) -> list[dict]:
+    from graphflow.dsl.layers import quick_stack
+    from graphflow.engine import Engine
+    from graphflow.graph import build
+    from graphflow.learners.protocol import Protocol
+    from graphflow.schedule import schedule
+
+    learner = W._mnist_learner()
+    out = []
+    for dims in W.BUILD_STACKS:
+        name = "build-" + "-".join(map(str, dims))
+        _say(progress, f"{name}: build, schedule, engine setup")
+        repeat = 3 if settings.quick else 7
+        build_s, _ = median_seconds(lambda: build(quick_stack(list(dims), "sigmoid", "ce")), repeat)
+        graph = build(quick_stack(list(dims), "sigmoid", "ce"))
+        schedule_s, _ = median_seconds(lambda: schedule(graph), repeat)
+        protocol = Protocol.init(graph, learner)
+        setup_s, _ = median_seconds(lambda: Engine(graph, protocol, settings.backend), repeat)
+        out.append({"name": name, "kind": "build", "backend": settings.backend, "seconds": build_s + schedule_s,
+                    "build_seconds": build_s, "schedule_seconds": schedule_s, "engine_setup_seconds": setup_s,
+                    "weight_nodes": W.weight_nodes(graph), "layers": list(dims),
+                    "what": "spec -> graph (build, validation) plus graph -> schedule; engine setup reported beside"})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Scaling
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _scaling_case(settings: Settings, progress, plot: str | Path | None) -> dict:
+    from graphflow.bench.dense_baseline import DenseMPLP, DenseState
+    from graphflow.engine import Engine
+
+    batch, tasks = W.WORKLOADS["mnist784"].batch, 1
+    points, bytes_per_node = [], None
+    for wanted in settings.sweep:
+        hidden = W.scaling_hidden(wanted)
+        graph, protocol = W.scaling_graph(hidden)
+        nodes = W.weight_nodes(graph)
+        point = {"weight_nodes": nodes, "layers": [784, hidden, 10], "seconds": None, "dense_seconds": None}
+        points.append(point)
+        available = _available_bytes()
+        if bytes_per_node and available and 1.5 * bytes_per_node * nodes > 0.6 * available:
+            point["skipped"] = (f"estimated {1.5 * bytes_per_node * nodes / 2**30:.1f} GiB for one step "
+                                f"(from the smaller points) exceeds 60% of the {available / 2**30:.1f} GiB available")
+            _say(progress, f"scaling {nodes} weight nodes: skipped ({point['skipped']})")
+            continue
+        _say(progress, f"scaling {nodes} weight nodes (784-{hidden}-10, batch {batch})")
+        rng = np.random.default_rng(0)
+        x, y = W.inner_data(graph, tasks, batch, rng)
+        engine = Engine(graph, protocol, settings.backend)
+        be = engine.be
+        xd, yd = be.asarray(x), be.asarray(y)
+        initial = engine.init_network(rng, tasks)
+        holder = {}
+        point["step_peak_bytes"] = peak_bytes(lambda: holder.update(state=engine.step(initial, xd, yd)[0]))
+        bytes_per_node = max(bytes_per_node or 0, point["step_peak_bytes"] / nodes)
+        state = holder.pop("state")
+        point["seconds"], _ = median_seconds(lambda: engine.step(state, xd, yd), settings.sweep_repeat, 0, be.name,
+                                             settings.budget)
+        del state
+        dense = DenseMPLP(graph, protocol, threads=2)
+        try:
+            dstate, _ = dense.step(DenseState({k: be.to_numpy(v) for k, v in initial.params.items()}), x, y)
+            point["dense_seconds"], _ = median_seconds(lambda: dense.step(dstate, x, y), settings.sweep_repeat, 0,
+                                                       budget=settings.budget)
+        finally:
+            dense.close()
+        point["dense_ratio"] = point["dense_seconds"] / point["seconds"]
+    measured = [p for p in points if p["seconds"] is not None]
+    fit = linear_fit([p["weight_nodes"] for p in measured], [p["seconds"] for p in measured])
+    dense_fit = linear_fit([p["weight_nodes"] for p in measured], [p["dense_seconds"] for p in measured])
+    record = {"name": "inner-step-scaling", "kind": "scaling", "backend": settings.backend, "seconds": None,
+              "batch": batch, "tasks": tasks, "points": points, "fit": fit, "dense_fit": dense_fit,
+              "max_deviation": fit["max_deviation"],
+              "what": "inner-step time of 784-h-10 stacks (MNIST protocol sizes) against weight nodes, linear fit"}
+    if plot and measured:
+        record["plot"] = str(plot_scaling(points, fit, plot, dense_fit,
+                                          f"inner step, 784-h-10, batch {batch}, {settings.backend}"))
+    return record
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+
+
+def evaluate_targets(cases: list[dict]) -> list[dict]:
+    """The issue's targets against the measured cases (``met`` None when a case or value is missing)."""
+    by_name = {c["name"]: c for c in cases}
+    out = []
+    for case, metric, comparison, threshold, goal in TARGETS:
+        value = by_name.get(case, {}).get(metric)
+        met = None if value is None else (value >= threshold if comparison == ">=" else value <= threshold)
+        out.append({"case": case, "metric": metric, "target": f"{comparison} {threshold:.4g}", "value": value, "met": met,
+                    "goal": goal})
+    return out
+
+
+def select_cases(names: list[str] | None) -> list[str]:
+    """Validated case groups (all when ``names`` is empty)."""
+    if not names:
+        return list(CASE_GROUPS)
+    unknown = [n for n in names if n not in CASE_GROUPS]
+    if unknown:
+        raise GraphflowError(f"unknown benchmark case(s) {', '.join(unknown)}; known: {', '.join(CASE_GROUPS)}")
+    return [n for n in CASE_GROUPS if n in names]
+
+
+def run_benchmarks(cases: list[str] | None = None, quick: bool = False, backend: str = "numpy",
+                   plot: str | Path | None = None, progress=print, max_nodes: int | None = None) -> dict:
+    """Run the selected case groups; returns ``{"machine": ..., "cases": [...], "targets": [...], ...}``.
+
+    ``max_nodes`` caps the scaling sweep (weight nodes); ``progress`` receives one line per stage.
+    """
+    from graphflow.backend import get_backend
+
+    get_backend(backend)  # a clear error now rather than in the middle of the run
+    groups = select_cases(cases)
+    settings = Settings.make(quick, backend, max_nodes if "scaling" in groups else None)
+    started = time.perf_counter()
+    machine = machine_info(backend)
+    needs_limits = any(g.endswith("-inner") for g in groups)
+    _say(progress, "machine limits (matmul GFLOP/s, memory bandwidth)" if needs_limits else "machine info")
+    limits = machine_limits(quick) if needs_limits else {}
+    if limits:
+        limits["matmul_peak_gflops"] = max(limits["matmul_gflops_2threads"], 2 * limits["matmul_gflops_1thread"])
+        limits["matmul_peak_note"] = "the better of 2 BLAS threads and 2 x one BLAS thread"
+    machine["limits"] = limits
+    results = []
+    for group in groups:
+        if group.endswith("-inner"):
+            results.append(_inner_case(group, W.WORKLOADS[group.split("-")[0]], settings, limits, progress))
+        elif group.endswith("-meta"):
+            results.append(_meta_case(group, W.WORKLOADS[group.split("-")[0]], settings, progress))
+        elif group == "build":
+            results += _build_cases(settings, progress)
+        elif group == "memory":
+            for protocol in (("sinusoid",) if quick else ("sinusoid", "mnist")):
+                results.append(_memory_case(f"{protocol}-meta-memory", W.WORKLOADS[protocol], settings, progress))
+        elif group == "scaling":
+            results.append(_scaling_case(settings, progress, plot))
+    try:
+        machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        pass
+    by_name = {c["name"]: c for c in results}
+    for protocol in ("sinusoid", "mnist"):
+        meta, inner = by_name.get(f"{protocol}-meta"), by_name.get(f"{protocol}-inner")
+        if meta and inner and inner.get("dense_seconds") and meta.get("inner_steps"):
+            meta["dense_forward_equivalents"] = meta["seconds"] / (meta["inner_steps"] * inner["dense_seconds"])
+    return {
+        "machine": machine,
+        "quick": quick,
+        "settings": {"inner_repeat": settings.inner_repeat, "large_repeat": settings.large_repeat,
+                     "meta_repeat": settings.meta_repeat, "sweep": list(settings.sweep), "sweep_repeat": settings.sweep_repeat,
+                     "budget_seconds": settings.budget},
+        "cases": results,
+        "targets": evaluate_targets(results),
+        "ratio_definition": RATIO_DEFINITION,
+        "reference_label": W.REFERENCE_LABEL,
+        "total_seconds": time.perf_counter() - started,
+    }
+
+
+__all__ = ["CASE_GROUPS", "RATIO_DEFINITION", "TARGETS", "Settings", "evaluate_targets", "run_benchmarks", "select_cases"]

@@ -19,11 +19,19 @@ finite-difference checks.
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import replace
 
 import numpy as np
 
-_ACTIVE: list["Tape"] = []
+class _ActiveTapes(threading.local):
+    """The tapes recording in this thread (tapes in other threads record independently)."""
+
+    def __init__(self):
+        self.stack: list["Tape"] = []
+
+
+_LOCAL = _ActiveTapes()
 _ids = itertools.count()
 
 
@@ -37,11 +45,11 @@ class Tape:
         self.nodes: list[Var] = []
 
     def __enter__(self) -> "Tape":
-        _ACTIVE.append(self)
+        _LOCAL.stack.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        _ACTIVE.remove(self)
+        _LOCAL.stack.remove(self)
 
     def var(self, value) -> "Var":
         """A leaf to differentiate with respect to."""
@@ -60,8 +68,8 @@ class Var:
         self.value = value
         self.parents = parents  # ((Var, vjp: cotangent -> contribution), ...)
         self.id = next(_ids)
-        if parents and _ACTIVE:
-            _ACTIVE[-1].nodes.append(self)
+        if parents and _LOCAL.stack:
+            _LOCAL.stack[-1].nodes.append(self)
 
     shape = property(lambda self: self.value.shape)
     ndim = property(lambda self: self.value.ndim)
@@ -165,7 +173,7 @@ def _is_fancy(idx) -> bool:
 def _backend():
     from graphflow.backend import get_backend
 
-    return _ACTIVE[-1].be if _ACTIVE else get_backend("numpy")
+    return _LOCAL.stack[-1].be if _LOCAL.stack else get_backend("numpy")
 
 
 def _xp_of(a):
@@ -217,6 +225,8 @@ def _unary(a, fn, vjp):
 def _matmul_ga(g, a, b):
     if b.ndim == 1:
         return g[..., None] * b
+    if a.ndim == 1:  # a vector times a (stack of) matrices: one row per matrix, summed by unbroadcast
+        return (g[..., None, :] @ _swap(b))[..., 0, :]
     return g @ _swap(b)
 
 
@@ -329,7 +339,31 @@ def _make_namespace(xp):
                 parents.append((a, lambda g, sl=tuple(sl): g[sl]))
         return Var(out, tuple(parents))
 
-    overrides = dict(tanh=tanh, exp=exp, log=log, abs=abs_, maximum=maximum, clip=clip, sum=sum_, max=max_,
+    def fused(forward, backward, inputs):
+        """One recorded stage for ``forward(xp, *inputs) -> (out, residuals)`` whose VJP
+        ``backward(xp, inputs, residuals, g)`` returns the gradients of all inputs at once."""
+        values = tuple(_val(a) for a in inputs)
+        out, residuals = forward(xp, *values)
+        traced = [k for k, a in enumerate(inputs) if isinstance(a, Var)]
+        if not traced:
+            return out
+        cache: dict = {}
+
+        def pull(k):
+            def vjp(g):
+                if cache.get("g") is not g:
+                    cache.update(g=g, grads=backward(xp, values, residuals, g), left=len(traced))
+                grad_k = cache["grads"][k]
+                cache["left"] -= 1
+                if cache["left"] == 0:  # every input has its share: free the stage's gradients
+                    cache.clear()
+                return unbroadcast(grad_k, _shape(values[k]))
+
+            return vjp
+
+        return Var(out, tuple((inputs[k], pull(k)) for k in traced))
+
+    overrides = dict(fused=fused, tanh=tanh, exp=exp, log=log, abs=abs_, maximum=maximum, clip=clip, sum=sum_, max=max_,
                      broadcast_to=broadcast_to, where=where, moveaxis=moveaxis, concatenate=concatenate)
     return _Namespace(xp, overrides)
 
@@ -348,21 +382,46 @@ class _Namespace:
 
 def traced_backend(backend):
     """A copy of ``backend`` whose ``xp`` records differentiable operations on :class:`Var`."""
-    return replace(backend, xp=_make_namespace(backend.xp), name=backend.name)
+    return replace(backend, xp=_make_namespace(backend.xp), traced=True)
 
 
-def grad(tape: Tape, output: Var, wrt: list[Var], seed=None) -> list:
-    """d output / d wrt (output a scalar Var unless ``seed`` gives its cotangent)."""
-    _ACTIVE.append(tape)  # vector-Jacobian products use the tape's backend
+def grad(tape: Tape, output, wrt: list[Var], seed=None) -> list:
+    """Vector-Jacobian product: d output / d wrt, played back along ``tape``.
+
+    ``output`` is one Var or a list of Vars; ``seed`` gives their cotangents (one array, or a list
+    in the order of ``output``; None, or a None entry, means ones, i.e. the plain gradient of a
+    scalar). Several outputs are differentiated at once, their contributions summed: this is
+    how a recomputed segment of an unroll receives the cotangent of the state it hands on.
+
+    >>> import numpy as np
+    >>> from graphflow.backend import get_backend
+    >>> be = traced_backend(get_backend("numpy", np.float64))
+    >>> with Tape(be) as tape:
+    ...     w = tape.var(np.array([1.0, 2.0]))
+    ...     y = w * w
+    ...     s = y.sum()
+    >>> grad(tape, [s, y], [w], seed=[None, np.array([10.0, 0.0])])[0].tolist()
+    [22.0, 4.0]
+    """
+    if isinstance(output, (list, tuple)):
+        outputs, seeds = list(output), [None] * len(output) if seed is None else list(seed)
+    else:
+        outputs, seeds = [output], [seed]
+    if len(seeds) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(seeds)} seeds")
+    _LOCAL.stack.append(tape)  # vector-Jacobian products use the tape's backend
     try:
-        return _backprop(tape, output, wrt, seed)
+        return _backprop(tape, outputs, wrt, seeds)
     finally:
-        _ACTIVE.remove(tape)
+        _LOCAL.stack.remove(tape)
 
 
-def _backprop(tape, output, wrt, seed):
+def _backprop(tape, outputs, wrt, seeds):
     xp = tape.be.xp
-    grads = {output.id: xp.ones_like(output.value) if seed is None else seed}
+    grads: dict = {}
+    for out, seed in zip(outputs, seeds):
+        g = xp.ones_like(out.value) if seed is None else seed
+        grads[out.id] = g if out.id not in grads else grads[out.id] + g
     keep = {w.id for w in wrt}
     for node in reversed(tape.nodes):
         g = grads.get(node.id) if node.id in keep else grads.pop(node.id, None)

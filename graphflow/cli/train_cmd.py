@@ -39,8 +39,10 @@ def train(
             fail(f"{checkpoint} exists: pass --resume to continue it, or choose another --out")
         trainer = Trainer(spec, folder)
     trainer.train(steps, progress=progress)
-    final = trainer.history[-1] if trainer.history else {}
-    typer.echo(json.dumps({"step": trainer.step, "checkpoint": str(checkpoint), "last": final}))
+    steps = [r for r in trainer.history if "meta_loss" in r]
+    evals = [r for r in trainer.history if "eval" in r]
+    typer.echo(json.dumps({"step": trainer.step, "checkpoint": str(checkpoint), "last": steps[-1] if steps else {},
+                           "eval": evals[-1]["eval"] if evals else None}))
 
 
 def _curves(checkpoint: Path | None, tasks: int, seed: int, steps: int | None, lr_adam: float, lr_sgd: float):
@@ -145,11 +147,12 @@ def demo(
 def metagrad(
     preset: str = typer.Option(..., help="sinusoid or maml-sinusoid"),
     checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
-    case: Path = typer.Option(..., help="case file: x, y [steps, B, 1], xe, ye [H, 1], init_W<n>"),
+    case: Path = typer.Option(..., help="case file: x, y (steps, B, 1), xe, ye (H, 1), init_W<n>"),
     out: Path = typer.Option(..., help="where to write meta_loss and grad/<name> (.npz)"),
-    prior: Path = typer.Option(None, help="maml-sinusoid: the prior (its biases are replaced by zeros)"),
+    prior: Path = typer.Option(None, help="initial weights from this flat prior instead of the case's init_W<n> "
+                                          "(its biases are replaced by zeros, as in the case format)"),
     hint_weight: float = typer.Option(0.7), heldout_weight: float = typer.Option(0.3),
-    dtype: str = typer.Option("float32", help="float32 or float64 (for checks)"),
+    dtype: str = typer.Option("float32", help="float32 or float64 (for checks; the gradients are written in it)"),
 ) -> None:
     """The reference regime's meta-loss of one case and its gradient for every trainable parameter."""
     from graphflow.interop.mplp import gradient_names, load_checkpoint
@@ -166,19 +169,30 @@ def metagrad(
     missing = [k for k in ("x", "y", "xe", "ye") if k not in data.files]
     if missing:
         fail(f"{case}: missing {', '.join(missing)}")
+    if dtype not in ("float32", "float64"):
+        fail(f"--dtype {dtype!r}: use float32 or float64")
+    np_dtype = np.float64 if dtype == "float64" else np.float32
     batch = MetaBatch(data["x"][None], data["y"][None], data["xe"][None], data["ye"][None])
+    prior_params = None
+    if prior is not None:
+        from graphflow.interop.mplp import load_prior
+
+        prior_params = load_prior(graph, prior)
     init = {}
     for n, (wkey, bkey) in enumerate(dense_layer_keys(graph), start=1):
-        if f"init_W{n}" not in data.files:
-            fail(f"{case}: init_W{n} is missing")
-        init[wkey] = data[f"init_W{n}"][None]
+        if prior_params is not None:
+            init[wkey] = prior_params[wkey][None]
+        elif f"init_W{n}" in data.files:
+            init[wkey] = data[f"init_W{n}"][None]
+        else:
+            fail(f"{case}: init_W{n} is missing (or pass --prior)")
         init[bkey] = np.zeros((1, graph.units[bkey.split('/')[0]].size), np.float32)
     trainable = protocol.trainable(train_g=preset != "maml-sinusoid")
-    mg = MetaGradient(graph, protocol, dtype=np.float64 if dtype == "float64" else np.float32, trainable=trainable)
+    mg = MetaGradient(graph, protocol, dtype=np_dtype, trainable=trainable)
     loss, grads = mg(protocol, batch, init, hint_weight, heldout_weight)
     names = gradient_names(graph, protocol)
     result = {"meta_loss": np.asarray(loss, np.float64)}
-    result.update({f"grad/{names[key]}": np.asarray(g, np.float32) for key, g in grads.items()})
+    result.update({f"grad/{names[key]}": np.asarray(g, np_dtype) for key, g in grads.items()})
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **result)
     typer.echo(f"meta_loss {loss:.9g}; {len(result) - 1} gradients -> {out}")

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
             meta = json.loads(str(data[META_KEY]))
     except FileNotFoundError:
         raise GraphflowError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated or corrupted: zip CRC errors
         raise GraphflowError(f"{path}: unreadable checkpoint ({err})") from None
     if meta.get("checksum") != checksum(arrays):
         raise GraphflowError(f"{path}: checksum mismatch: the file was altered or truncated")

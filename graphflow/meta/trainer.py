@@ -119,7 +119,8 @@ class Trainer:
         trainable = self.protocol.trainable(train_g=self.exp.meta.train_g)
         if self.init is not None:
             trainable = trainable + [f"init::{k}" for k in self.init]
-        self.metagrad = MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable)
+        self.metagrad = [MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable)
+                         for _ in range(min(self.exp.threads, self.exp.meta.outer_batch))]
 
     # ------------------------------------------------------------------ one meta-step
     def meta_step(self) -> dict:
@@ -127,8 +128,7 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.tasks.sample(self.rng, m.outer_batch)
         idx = self.rng.integers(0, m.init_pool, size=m.outer_batch)
-        loss, grads = self.metagrad(self.protocol, batch, self._initial(idx), m.hint_weight, m.heldout_weight,
-                                    init_trainable=self.init is not None)
+        loss, grads = self._sharded_metagrad(batch, self._initial(idx))
         bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
         if not math.isfinite(loss) or bad:
             raise NonFiniteError(f"meta-step {self.step + 1}: meta-loss {loss}" +
@@ -142,6 +142,30 @@ class Trainer:
         self.step += 1
         norm = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())))
         return {"step": self.step, "meta_loss": loss, "grad_norm": norm, "seconds": time.perf_counter() - t0}
+
+    def _sharded_metagrad(self, batch: MetaBatch, init: dict):
+        """Meta-loss and gradient of the outer batch, its tasks split over the workers' threads."""
+        m = self.exp.meta
+        shards = np.array_split(np.arange(batch.x.shape[0]), len(self.metagrad))
+        shared_init = self.init is not None
+
+        def run(k):
+            idx = shards[k]
+            part = MetaBatch(batch.x[idx], batch.y[idx], batch.xe[idx], batch.ye[idx])
+            part_init = init if shared_init else {key: v[idx] for key, v in init.items()}
+            return self.metagrad[k](self.protocol, part, part_init, m.hint_weight, m.heldout_weight,
+                                    init_trainable=shared_init)
+
+        if len(shards) == 1:
+            return run(0)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(shards)) as pool:
+            results = list(pool.map(run, range(len(shards))))
+        weights = [len(s) / batch.x.shape[0] for s in shards]
+        loss = sum(w * r[0] for w, r in zip(weights, results))
+        grads = {key: sum(w * r[1][key] for w, r in zip(weights, results)) for key in results[0][1]}
+        return loss, grads
 
     def _apply(self, flat: dict[str, np.ndarray]) -> None:
         for key, value in flat.items():

@@ -66,6 +66,9 @@ class ExperimentSpec(_Model):
     meta: MetaTrainingSpec = MetaTrainingSpec()
     seed: int = 0
     backend: Literal["numpy", "cupy"] = "numpy"
+    threads: int = Field(1, ge=1)
+    """Split each outer batch into this many shards of tasks whose meta-gradients are computed in
+    parallel threads (numpy releases the GIL in large array operations)."""
     eval_every: int = Field(100, gt=0)
     checkpoint_every: int = Field(100, gt=0)
     eval_tasks: int = Field(20, gt=0)

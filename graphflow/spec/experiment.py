@@ -45,7 +45,7 @@ class MetaTrainingSpec(_Model):
     learning_rate: float = Field(1e-4, gt=0)
     init_pool: int = Field(100, gt=0)
     """Size of the pool of random initial networks."""
-    normalization_rounds: int = Field(3, ge=1)
+    normalization_rounds: int = Field(6, ge=1)
     normalization_blend: float = Field(0.5, gt=0, le=1)
     maml: bool = False
     """Meta-train the initial network too (one shared set instead of the pool)."""

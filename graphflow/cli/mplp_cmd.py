@@ -33,32 +33,43 @@ def replay(
     inspect_out: Path = typer.Option(None, help="JSON file for what --inspect records"),
     backend: str = typer.Option("numpy", help="numpy or cupy"),
 ) -> None:
-    """Run the inner loop of every case of a trace file and write the same keys."""
-    from graphflow.engine.record import Recorder
+    """Run the inner loop of every case of a trace file and write the same keys.
+
+    With ``--inspect``, each case runs through an inspector (:mod:`graphflow.inspect`): the JSON
+    holds every recorded node's history per case, and beside it one run file per case
+    (``<inspect-out>.<case>.run.npz``) for ``graphflow inspect`` and ``graphflow explore``.
+    """
+    from graphflow.graph.ids import split_patterns
+    from graphflow.inspect import Inspector
     from graphflow.interop.mplp import load_prior
     from graphflow.interop.traces import initial_params, read_cases, replay_case
 
     engine = _engine(preset, checkpoint, backend)
     prior_params = load_prior(engine.graph, prior) if prior else None
-    from graphflow.graph.ids import split_patterns
-
     patterns = split_patterns(inspect) if inspect else []
+    target = inspect_out or out.with_suffix(".inspect.json")
     cases = read_cases(trace)
-    written, inspected = {}, {}
+    written, inspected, run_files = {}, {}, []
     for name, case in cases.items():
-        rec = Recorder(engine.graph, patterns) if patterns else None
+        inspector = Inspector(engine, patterns, meta={"title": f"{preset} replay of {trace.name} [{name}]",
+                                                      "source": str(checkpoint), "trace": str(trace), "case": name}) \
+            if patterns else None
         params = initial_params(engine.graph, case, prior_params, f"{trace} [{name}]")
-        for key, value in replay_case(engine, case, params, rec).items():
+        for key, value in replay_case(inspector or engine, case, params).items():
             written[f"{name}/{key}"] = value
-        if rec is not None:
-            inspected[name] = {nid: {k: v.tolist() for k, v in rec.node(nid).items()} for nid in rec.node_ids()}
+        if inspector is not None:
+            run = inspector.to_run()
+            inspected[name] = run.histories_json()
+            run_files.append(run.save(target.with_name(f"{target.stem}.{name}.run.npz")))
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **written)
     typer.echo(f"replayed {len(cases)} case(s) of {trace} -> {out}")
     if inspect:
-        target = inspect_out or out.with_suffix(".inspect.json")
-        target.write_text(json.dumps({"patterns": patterns, "cases": inspected}))
-        typer.echo(f"recorded {sum(len(v) for v in inspected.values())} node histories -> {target}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({"patterns": patterns, "cases": inspected,
+                                      "runs": {name: str(p) for name, p in zip(cases, run_files)}}))
+        typer.echo(f"recorded {sum(len(v) for v in inspected.values())} node histories -> {target} "
+                   f"(run files: {', '.join(p.name for p in run_files)})")
 
 
 @mplp.command("eval")

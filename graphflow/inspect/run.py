@@ -1,0 +1,355 @@
+"""A recorded inner-loop run: what the selected nodes received, stored, computed and sent at every step.
+
+A :class:`Run` is plain data, written by :class:`graphflow.inspect.Inspector` and read back by the
+CLI, the pictures and the explorer. It holds, for the selected nodes only, one array per block
+part and field (``[step, task, example, node, channel]``), the losses and predictions of every
+step, optionally the backprop gradients of the selected weights and biases, and summaries of how
+each learner group's updates were distributed. It never holds the network or a copy of it.
+
+On disk a run is one ``.npz`` file: the arrays plus a JSON header (key ``__run__``) naming the
+graph spec, the learner spec, the patterns and the layout of every array (see
+``docs/inspection.md``).
+
+>>> import graphflow as gf, numpy as np
+>>> from graphflow.engine import Engine
+>>> from graphflow.learners import Protocol
+>>> from graphflow.inspect import Inspector
+>>> g = gf.build(gf.stack(2, gf.Dense(3), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
+>>> insp = Inspector(Engine(g, Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2))), ["dense2/w[*,0]"])
+>>> state = insp.init_network(np.random.default_rng(0))
+>>> x = np.ones((1, 4, 2), np.float32)
+>>> for _ in range(3):
+...     state, _ = insp.step(state, x, x[..., :1])
+>>> run = insp.to_run()
+>>> run.node("dense2/w[1,0]")["message_in"].dims, run.node("dense2/w[1,0]")["update"].shape
+(('step', 'task', 'example', 'channel'), (3, 1))
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.errors import GraphflowError
+from graphflow.inspect.labelled import LabelledArray, jsonable
+
+RUN_KIND = "graphflow-inspection-run"
+RUN_FORMAT = 1
+HEADER_KEY = "__run__"
+
+# Axis names of every recorded field; "node" is the axis over the nodes of one block part.
+FIELD_DIMS: dict[str, tuple[str, ...]] = {
+    "message_in": ("step", "task", "example", "node", "channel"),
+    "states": ("step", "task", "example", "node", "channel"),
+    "learner_input": ("step", "task", "example", "node", "channel"),
+    "carry": ("step", "task", "example", "node", "channel"),
+    "message_out": ("step", "task", "example", "node", "channel"),
+    "update_raw": ("step", "task", "example", "node"),
+    "update": ("step", "task", "node"),
+    "gradient": ("step", "task", "node"),
+}
+FIELDS = tuple(FIELD_DIMS)
+QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+"""Quantiles of a learner group's updates kept per step."""
+
+
+@dataclass
+class PartRecord:
+    """The recorded nodes of one block part (``dense4/w``) and their fields over all steps."""
+
+    part: str
+    role: str
+    """weight, bias, activation, softmax, loss, or input (receives messages only)."""
+    group: str | None
+    nodes: np.ndarray
+    """Flat node positions inside the part, sorted."""
+    ids: list[str]
+    recorded: np.ndarray
+    """bool [step, node]: whether the node was selected at that step (patterns may be added mid-run)."""
+    fields: dict[str, np.ndarray]
+    """Field -> array laid out as ``FIELD_DIMS[field]``; NaN where a node was not recorded."""
+    channels: dict[str, list[str]] = field(default_factory=dict)
+    """Field -> the names of its channels (``m0``..; states by name; carry ``update``, ``h0``.., ``m0``..)."""
+
+    def labelled(self, name: str, steps: tuple[int, ...]) -> LabelledArray:
+        if name not in self.fields:
+            raise KeyError(f"{self.part}: no field {name!r}; recorded: {', '.join(self.fields)}")
+        coords: dict[str, tuple] = {"step": steps, "node": tuple(self.ids)}
+        if name in self.channels:
+            coords["channel"] = tuple(self.channels[name])
+        return LabelledArray(self.fields[name], FIELD_DIMS[name], coords)
+
+
+@dataclass(frozen=True)
+class NodeHistory:
+    """Everything recorded about one node, per inner step, as labelled arrays.
+
+    Fields: ``message_in`` (what it received), ``states`` (what its forward arrow stored),
+    ``learner_input`` (standardized message and states), ``carry`` (stateful learners),
+    ``message_out`` (what it sent), ``update_raw`` (per-example f output), ``update`` (the change
+    applied to a weight or bias), ``gradient`` (backprop gradient of the same loss, if recorded).
+    """
+
+    id: str
+    part: str
+    role: str
+    group: str | None
+    fields: dict[str, LabelledArray]
+    recorded: np.ndarray
+    """bool [step]: the steps at which this node was selected."""
+
+    def __getitem__(self, name: str) -> LabelledArray:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise KeyError(f"{self.id}: no field {name!r}; recorded: {', '.join(self.fields)}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.fields
+
+    @property
+    def value(self) -> LabelledArray:
+        """The weight or bias before each step, [step, task] (its first stored state)."""
+        if self.role not in ("weight", "bias"):
+            raise KeyError(f"{self.id}: a {self.role} node holds no parameter")
+        return self["states"].isel(example=0, channel=0)
+
+    def message_norm(self, name: str = "message_out") -> LabelledArray:
+        """Per-example Euclidean norm of a message, averaged over examples: [step, task]."""
+        return self[name].norm("channel").mean("example")
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays [step, task, (example,) width] (the Recorder's layout)."""
+        return {name: a.values for name, a in self.fields.items()}
+
+
+@dataclass
+class Run:
+    """A recorded inner-loop run (see the module docstring)."""
+
+    header: dict
+    parts: dict[str, PartRecord]
+    losses: dict[str, np.ndarray]
+    """Loss block -> per-element loss [step, task, example, unit] before each step's update."""
+    outputs: dict[str, np.ndarray]
+    """Loss block -> the prediction it compared with the target, [step, task, example, unit]."""
+    groups: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Learner group -> ``quantiles`` [step, q], ``histogram`` [step, bins], ``edges`` [step, bins + 1],
+    ``moments`` [step, 3] (mean, std, mean of |update|) of all its nodes' updates."""
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    """``inputs/<block>``, ``targets/<block>``: the inner-loop data [step, task, example, unit]."""
+    _graph: object = None
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def steps(self) -> int:
+        return int(self.header["steps"])
+
+    @property
+    def step_labels(self) -> tuple[int, ...]:
+        return tuple(range(self.steps))
+
+    @property
+    def patterns(self) -> list[str]:
+        return [p["pattern"] for p in self.header["patterns"]]
+
+    @property
+    def has_gradients(self) -> bool:
+        return bool(self.header.get("gradients"))
+
+    @property
+    def graph(self):
+        """The graph the run was recorded on, rebuilt from its spec."""
+        if self._graph is None:
+            from graphflow.graph import build
+            from graphflow.spec import parse_graph_spec
+
+            self._graph = build(parse_graph_spec(self.header["graph"]))
+        return self._graph
+
+    def node_ids(self) -> list[str]:
+        """Every recorded node, in graph order."""
+        return [nid for rec in self.parts.values() for nid in rec.ids]
+
+    def select(self, pattern: str) -> list[str]:
+        """Recorded nodes whose ids match ``pattern`` (ids or globs, as :meth:`Graph.select`)."""
+        from graphflow.graph.ids import split_patterns
+
+        out: dict[str, None] = {}  # ordered, without repeats
+        for pat in split_patterns(pattern):
+            for part, idx in self.graph.select(pat).parts.items():
+                rec = self.parts.get(part)
+                if rec is not None:
+                    out.update((nid, None) for nid, k in zip(rec.ids, np.isin(rec.nodes, idx)) if k)
+        if not out:
+            raise GraphflowError(f"{pattern!r} matches no recorded node; recorded patterns: {', '.join(self.patterns)}")
+        return list(out)
+
+    def _locate(self, node_id: str) -> tuple[PartRecord, int]:
+        sel = self.graph.select(node_id)
+        if len(sel) != 1:
+            raise GraphflowError(f"{node_id!r} names {len(sel)} nodes; give one node id (or use select())")
+        (part, idx), = sel.parts.items()
+        rec = self.parts.get(part)
+        pos = -1 if rec is None else int(np.searchsorted(rec.nodes, idx[0]))
+        if rec is None or pos >= len(rec.nodes) or rec.nodes[pos] != idx[0]:
+            raise GraphflowError(f"{node_id} was not recorded; recorded patterns: {', '.join(self.patterns)}")
+        return rec, pos
+
+    def node(self, node_id: str) -> NodeHistory:
+        """The history of one recorded node."""
+        rec, pos = self._locate(node_id)
+        fields = {name: rec.labelled(name, self.step_labels).isel(node=pos) for name in rec.fields}
+        return NodeHistory(rec.ids[pos], rec.part, rec.role, rec.group, fields, rec.recorded[:, pos])
+
+    def field(self, part: str, name: str) -> LabelledArray:
+        """One field of all recorded nodes of a block part, with a ``node`` axis labelled by id."""
+        if part not in self.parts:
+            raise GraphflowError(f"no recorded nodes in {part!r}; recorded parts: {', '.join(self.parts)}")
+        return self.parts[part].labelled(name, self.step_labels)
+
+    def nodes_field(self, node_ids: list[str], name: str) -> LabelledArray:
+        """One field of the given nodes (any parts), stacked along ``node``: [step, task, ..., node, ...]."""
+        arrays = []
+        for nid in node_ids:
+            rec, pos = self._locate(nid)
+            arrays.append(rec.labelled(name, self.step_labels).isel(node=pos))
+        first = arrays[0]
+        ax = FIELD_DIMS[name].index("node")
+        values = np.stack([a.values for a in arrays], axis=ax)
+        coords = dict(first.coords, node=tuple(node_ids))
+        return LabelledArray(values, FIELD_DIMS[name], coords)
+
+    # ------------------------------------------------------------------ losses
+    @property
+    def loss(self) -> LabelledArray:
+        """Per-element loss before each step's update (the first loss block), [step, task, example, unit]."""
+        block = next(iter(self.losses))
+        return LabelledArray(self.losses[block], ("step", "task", "example", "unit"), {"step": self.step_labels})
+
+    @property
+    def prediction(self) -> LabelledArray:
+        block = next(iter(self.outputs))
+        return LabelledArray(self.outputs[block], ("step", "task", "example", "unit"), {"step": self.step_labels})
+
+    def mean_loss(self) -> np.ndarray:
+        """Mean loss per step over tasks, examples and units (all loss blocks summed)."""
+        return np.sum([v.mean(axis=(1, 2, 3)) for v in self.losses.values()], axis=0)
+
+    # ------------------------------------------------------------------ size and export
+    def nbytes(self) -> int:
+        """Bytes held by the run's arrays (including the arrays they are views of)."""
+        arrays = [a for rec in self.parts.values() for a in (*rec.fields.values(), rec.recorded, rec.nodes)]
+        arrays += list(self.losses.values()) + list(self.outputs.values()) + list(self.data.values())
+        arrays += [a for g in self.groups.values() for a in g.values()]
+        return sum(held_bytes(a) for a in arrays)
+
+    def histories_json(self, steps: list[int] | None = None) -> dict:
+        """``{node id: {field: nested lists [step, task, (example,) width]}}`` (NaN written as null)."""
+        out = {}
+        for nid in self.node_ids():
+            hist = self.node(nid)
+            out[nid] = {name: jsonable(a.values if steps is None else a.values[steps]) for name, a in hist.fields.items()}
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run to one ``.npz`` file (arrays + JSON header)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        parts_header = {}
+        for part, rec in self.parts.items():
+            for name, a in rec.fields.items():
+                arrays[f"part/{part}/{name}"] = a
+            arrays[f"part/{part}/recorded"] = rec.recorded
+            parts_header[part] = {"role": rec.role, "group": rec.group, "nodes": rec.nodes.tolist(), "ids": rec.ids,
+                                  "fields": {name: {"dims": list(FIELD_DIMS[name]), "channels": rec.channels.get(name)}
+                                             for name in rec.fields}}
+        for block, a in self.losses.items():
+            arrays[f"loss/{block}"] = a
+        for block, a in self.outputs.items():
+            arrays[f"output/{block}"] = a
+        for group, stats in self.groups.items():
+            for name, a in stats.items():
+                arrays[f"group/{group}/{name}"] = a
+        for key, a in self.data.items():
+            arrays[f"data/{key}"] = a
+        header = dict(self.header, parts=parts_header, losses=list(self.losses), groups=list(self.groups),
+                      data=list(self.data))
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays, **{HEADER_KEY: np.array(json.dumps(header))})
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        """Read a run written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise GraphflowError(f"{path}: not an inspection run (a plain .npy array)")
+            with data:
+                if HEADER_KEY not in data.files:
+                    raise GraphflowError(f"{path}: not an inspection run (no {HEADER_KEY} header)")
+                header = json.loads(str(data[HEADER_KEY]))
+                arrays = {k: data[k] for k in data.files if k != HEADER_KEY}
+        except FileNotFoundError:
+            raise GraphflowError(f"{path}: no such run file") from None
+        except (OSError, ValueError, EOFError) as err:
+            raise GraphflowError(f"{path}: unreadable run file ({err})") from None
+        if header.get("kind") != RUN_KIND:
+            raise GraphflowError(f"{path}: kind {header.get('kind')!r}, expected {RUN_KIND!r}")
+        if header.get("format", 0) > RUN_FORMAT:
+            raise GraphflowError(f"{path}: run format {header['format']} is newer than this graphflow reads ({RUN_FORMAT})")
+        parts = {}
+        for part, ph in header.pop("parts").items():
+            fields = {name: arrays[f"part/{part}/{name}"] for name in ph["fields"]}
+            channels = {name: f["channels"] for name, f in ph["fields"].items() if f.get("channels")}
+            parts[part] = PartRecord(part, ph["role"], ph["group"], np.asarray(ph["nodes"], np.int64), list(ph["ids"]),
+                                     arrays[f"part/{part}/recorded"], fields, channels)
+        losses = {b: arrays[f"loss/{b}"] for b in header.pop("losses")}
+        outputs = {k[len("output/"):]: a for k, a in arrays.items() if k.startswith("output/")}
+        groups: dict[str, dict[str, np.ndarray]] = {}
+        for group in header.pop("groups"):
+            prefix = f"group/{group}/"
+            groups[group] = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
+        data = {k: arrays[f"data/{k}"] for k in header.pop("data", [])}
+        return cls(header, parts, losses, outputs, groups, data)
+
+    def __repr__(self) -> str:
+        return (f"Run({self.steps} steps, {len(self.node_ids())} nodes in {len(self.parts)} parts, "
+                f"patterns {self.patterns}{', with gradients' if self.has_gradients else ''})")
+
+
+def part_of(node_id: str) -> str:
+    """The block part of a node id: ``part_of("dense2/w[3,7]") == "dense2/w"``."""
+    return node_id.split("[", 1)[0]
+
+
+def held_bytes(a: np.ndarray) -> int:
+    """Bytes of the memory an array keeps alive (its own, or that of the array it views)."""
+    while isinstance(getattr(a, "base", None), np.ndarray):
+        a = a.base
+    return int(a.nbytes)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run file (``graphflow inspect``/``explore`` accept these)."""
+    return Run.load(path)
+
+
+def is_run_file(path: str | Path) -> bool:
+    """Whether ``path`` is an inspection run (an ``.npz`` with the run header)."""
+    try:
+        data = np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return False
+    if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy array
+        return False
+    with data:
+        return HEADER_KEY in data.files

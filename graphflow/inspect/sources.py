@@ -1,0 +1,128 @@
+"""Where a run comes from: a saved run file, or a protocol checkpoint plus a task to run it on.
+
+:func:`open_run` is what ``graphflow inspect`` and ``graphflow explore`` call: given a run file it
+reads it; given a checkpoint (a graphflow protocol or training checkpoint, or a reference ``.npy``
+checkpoint with its preset) it samples an inner loop of the task with a seed and records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.errors import GraphflowError
+from graphflow.inspect.recording import Inspector
+from graphflow.inspect.run import Run, is_run_file, load_run
+
+REFERENCE_DEFAULTS = {"sinusoid": ("sinusoid", 5, 10), "maml-sinusoid": ("sinusoid", 2, 10), "mnist": ("mnist", 20, 8)}
+"""Reference preset -> (task, inner steps, shots) of its published regime."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """How to record a run from a checkpoint (anything left None comes from the checkpoint)."""
+
+    patterns: list[str]
+    task: str | None = None
+    """``sinusoid`` or ``mnist``."""
+    seed: int = 0
+    steps: int | None = None
+    shots: int | None = None
+    tasks: int = 1
+    gradients: bool = True
+    data_dir: str | None = None
+    """MNIST: the folder with the IDX files."""
+    preset: str | None = None
+    """For a reference ``.npy`` checkpoint: sinusoid, maml-sinusoid or mnist."""
+    prior: str | None = None
+    """For a reference ``.npy`` checkpoint: a flat prior (the initial network)."""
+
+
+def inner_loop_data(graph, task: str, rng: np.random.Generator, steps: int, shots: int, tasks: int,
+                    data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-loop batches ``xs``, ``ys`` [steps, tasks, shots, n] of ``tasks`` fresh tasks.
+
+    >>> import graphflow as gf
+    >>> g = gf.build(gf.stack(1, gf.Dense(2), gf.L2Loss()))
+    >>> xs, ys = inner_loop_data(g, "sinusoid", np.random.default_rng(0), steps=3, shots=4, tasks=2)
+    >>> xs.shape, ys.shape
+    ((3, 2, 4, 1), (3, 2, 4, 1))
+    """
+    if task == "sinusoid":
+        from graphflow.tasks import sample_sinusoid_meta_batch
+
+        batch = sample_sinusoid_meta_batch(rng, tasks, steps, shots, 1)
+        return np.swapaxes(batch["x"], 0, 1), np.swapaxes(batch["y"], 0, 1)
+    if task == "mnist":
+        if not data_dir:
+            raise GraphflowError("the mnist task needs the folder with the IDX files (--data DIR)")
+        from graphflow.tasks import load_mnist, prepare_mnist
+
+        data = prepare_mnist(*load_mnist(data_dir))
+        idx = rng.integers(0, len(data.train_x), size=(steps, tasks, shots))
+        return data.train_x[idx], data.train_y[idx]
+    raise GraphflowError(f"unknown task {task!r}; use sinusoid or mnist")
+
+
+def _load_engine_source(path: Path, request: RunRequest):
+    """(graph, protocol, initial network or None, (task, steps, shots, data dir), description)."""
+    if path.suffix == ".npy":
+        from graphflow.interop.mplp import load_checkpoint, load_prior
+
+        if request.preset not in REFERENCE_DEFAULTS:
+            raise GraphflowError(f"{path}: a reference .npy checkpoint needs --preset "
+                                 f"({', '.join(REFERENCE_DEFAULTS)})")
+        graph, protocol = load_checkpoint(request.preset, path)
+        init = load_prior(graph, request.prior) if request.prior else None
+        task, steps, shots = REFERENCE_DEFAULTS[request.preset]
+        return graph, protocol, init, (task, steps, shots, None), f"reference checkpoint {path.name} ({request.preset})"
+    from graphflow.meta.protocol_file import initial_network_arrays, load_protocol
+    from graphflow.spec import ExperimentSpec
+
+    graph, protocol, init, meta = load_protocol(path)
+    exp = ExperimentSpec.model_validate(meta["experiment"])
+    data_dir = getattr(exp.task, "data_dir", None)
+    steps = meta.get("step", meta.get("trained_steps"))
+    desc = f"{exp.name} ({path.name}" + (f", meta-step {steps})" if steps is not None else ")")
+    return graph, protocol, initial_network_arrays(init), (exp.task.kind, exp.meta.inner_steps, exp.meta.shots,
+                                                             data_dir), desc
+
+
+def record_from_checkpoint(path: str | Path, request: RunRequest, backend: str = "numpy") -> Run:
+    """Sample an inner loop of the checkpoint's task (seeded) and record the requested nodes.
+
+    The initial network is the checkpoint's (MAML) initialization when it has one, else a fresh
+    random network drawn from the same seed.
+    """
+    from graphflow.engine import Engine
+
+    path = Path(path)
+    graph, protocol, init, (task, steps, shots, data_dir), desc = _load_engine_source(path, request)
+    task = request.task or task
+    steps, shots = request.steps or steps, request.shots or shots
+    engine = Engine(graph, protocol, backend)
+    rng = np.random.default_rng(request.seed)
+    xs, ys = inner_loop_data(graph, task, rng, steps, shots, request.tasks, request.data_dir or data_dir)
+    if init is not None:
+        state = engine.network_from_arrays({k: np.broadcast_to(v, (request.tasks,) + v.shape) for k, v in init.items()})
+    else:
+        state = engine.init_network(rng, request.tasks)
+    meta = {"title": f"{desc}: {task}, seed {request.seed}", "source": str(path), "task": task,
+            "seed": request.seed, "steps": steps, "shots": shots}
+    insp = Inspector(engine, request.patterns, gradients=request.gradients, meta=meta)
+    insp.record(state, xs, ys)
+    return insp.to_run()
+
+
+def open_run(path: str | Path, request: RunRequest | None = None, backend: str = "numpy") -> Run:
+    """A run file as it is, or a checkpoint recorded as ``request`` asks."""
+    path = Path(path)
+    if not path.exists():
+        raise GraphflowError(f"{path}: no such run or checkpoint file")
+    if is_run_file(path):
+        return load_run(path)
+    if request is None or not request.patterns:
+        raise GraphflowError(f"{path} is a checkpoint, not a run: say which nodes to record (--nodes PATTERN)")
+    return record_from_checkpoint(path, request, backend)

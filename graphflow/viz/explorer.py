@@ -1,0 +1,136 @@
+"""The run explorer: one self-contained HTML file to browse a recorded run in any browser.
+
+The page shows the node graph (per scalar node for small graphs; collapsed to block parts for big
+ones, a part expanding into the grid of its nodes on click) coloured by a chosen quantity, a step
+slider, the inner loss curve, and, for a clicked node, its message and update history as small
+SVG charts. Everything is inline — the run's numbers as JSON, the script (vanilla JavaScript
+drawing SVG) and the style — so the file opens offline, from disk, with no server and no CDN.
+
+>>> import tempfile
+>>> from graphflow.inspect._example import example_run
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     html = write_explorer(example_run(), f"{tmp}/run.html").read_text()
+>>> "<script src" in html, "dense2/w[1,0]" in html
+(False, True)
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.inspect.queries import QUANTITIES, node_series
+from graphflow.viz.drawing import COLLAPSE_ABOVE, drawing_of, layered_positions
+
+MAX_DETAILED_NODES = 4000
+"""Nodes beyond this many keep their colours but not their per-step history (keeps the file small)."""
+PX = {False: (58, 48), True: (140, 60)}
+"""Pixels between neighbours of one layer and between layers, per scalar (False) and collapsed (True).
+Layers run top (inputs) to bottom (losses), so that deep graphs fit beside the history panel."""
+
+
+def _round(values, digits: int = 4):
+    """Nested lists of floats with ``digits`` significant digits; NaN and inf as None."""
+    a = np.asarray(values, np.float64)
+    out = a.astype(object)
+    finite = np.isfinite(a)
+    out[finite] = [float(f"{v:.{digits}g}") for v in a[finite]]
+    out[~finite] = None
+    return out.tolist()
+
+
+def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> dict:
+    """Everything the page shows, as plain JSON-ready data (the layout is computed here, not in the page)."""
+    graph = run.graph
+    drawing = drawing_of(graph, collapsed, threshold)
+    positions = layered_positions(drawing)
+    rows: dict[int, int] = {}
+    for layer, _ in positions.values():
+        rows[layer] = rows.get(layer, 0) + 1
+    widest = max(rows.values())
+    dx, dy = PX[drawing.collapsed]
+    index = {box.id: k for k, box in enumerate(drawing.boxes)}
+    recorded_parts = set(run.parts)
+    recorded_ids = set(run.node_ids())
+    boxes = []
+    for box in drawing.boxes:
+        layer, rank = positions[box.id]
+        x = ((widest - rows[layer]) / 2 + rank) * dx
+        recorded = box.id in recorded_parts if drawing.collapsed else box.id in recorded_ids
+        boxes.append({"id": box.id, "label": box.label, "kind": box.kind, "part": box.part, "count": box.count,
+                      "x": x, "y": layer * dy, "fill": drawing.fill(box), "recorded": recorded})
+    arrows = [[index[a.src], index[a.dst]] for a in drawing.arrows if a.direction == "forward"]
+
+    values = {q: {part: _round(v) for part, v in node_series(run, q).items()} for q in QUANTITIES}
+    quantities = {q: label for q, label in QUANTITIES.items() if values[q]}
+    parts = {}
+    for part, rec in run.parts.items():
+        block, label = part.split("/")
+        if label == "w":
+            w = graph.weights[block]
+            i, j = w.edges()
+            shape, cells = [int(w.n_src), int(w.n_dst)], [[int(i[n]), int(j[n])] for n in rec.nodes]
+        else:
+            shape, cells = [1, graph.part_size(part)], [[0, int(n)] for n in rec.nodes]
+        parts[part] = {"role": rec.role, "group": rec.group, "ids": rec.ids, "shape": shape, "cells": cells}
+
+    nodes = {}
+    for nid in run.node_ids()[:MAX_DETAILED_NODES]:
+        hist = run.node(nid)
+        entry = {"part": hist.part, "role": hist.role, "group": hist.group,
+                 "recorded": [bool(r) for r in hist.recorded]}
+        for name in ("update", "gradient"):
+            if name in hist:
+                entry[name] = _round(hist[name].mean("task").values)
+        if hist.role in ("weight", "bias"):
+            entry["value"] = _round(hist.value.mean("task").values)
+        for name in ("message_in", "message_out"):
+            if name in hist:
+                entry[f"{name}_norm"] = _round(hist.message_norm(name).mean("task").values)
+                entry[name] = _round(hist[name].mean(("task", "example")).values)
+                entry[f"{name}_channels"] = list(hist[name].labels("channel"))
+        nodes[nid] = entry
+
+    per_task_loss = np.sum([v.mean(axis=(2, 3)) for v in run.losses.values()], axis=0)
+    source = run.header.get("meta", {})
+    return {
+        "title": source.get("title") or f"graphflow run: {', '.join(run.patterns)}",
+        "subtitle": f"{run.steps} inner steps, {run.header['tasks']} task(s) of {run.header['batch']} examples; "
+                    f"{len(recorded_ids)} recorded nodes" + ("; with backprop gradients" if run.has_gradients else ""),
+        "steps": run.steps,
+        "collapsed": drawing.collapsed,
+        "graph_title": drawing.title,
+        "width": max(widest - 1, 1) * dx, "height": max(rows) * dy,
+        "boxes": boxes, "arrows": arrows, "parts": parts,
+        "quantities": quantities, "values": values, "nodes": nodes,
+        "detailed": len(nodes) == len(recorded_ids),
+        "loss": _round(per_task_loss.mean(axis=1)),
+    }
+
+
+def _asset(name: str) -> str:
+    return resources.files("graphflow.viz").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def explorer_html(run, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> str:
+    """The explorer page for ``run`` as one HTML string (no external resources)."""
+    data = explorer_data(run, collapsed, threshold)
+    # "</" inside a script element would end it; JSON allows the escaped form.
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    title = data["title"].replace("&", "&amp;").replace("<", "&lt;")
+    return (_asset("explorer.html")
+            .replace("{{title}}", title)
+            .replace("/*{{style}}*/", _asset("explorer.css"))
+            .replace("{{data}}", payload)
+            .replace("/*{{script}}*/", _asset("explorer.js")))
+
+
+def write_explorer(run, path: str | Path, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> Path:
+    """Write the explorer page of ``run`` (a :class:`~graphflow.inspect.Run`) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(explorer_html(run, collapsed, threshold), encoding="utf-8")
+    return path

@@ -47,13 +47,20 @@ class Backend:
     def segment_sum(self, values, segment_ids, num_segments: int, axis: int = -1):
         """Sum ``values`` along ``axis`` into ``num_segments`` bins given by ``segment_ids``.
 
-        Implemented as a matmul with a one-hot matrix (fast, deterministic and the same on numpy
-        and CuPy for the small free-form blocks that use it).
+        One ``bincount`` over all leading rows at once (O(size), numpy and CuPy alike); a traced
+        namespace (meta-gradients) uses a matmul with a one-hot matrix instead, which it can
+        differentiate.
         """
         xp = self.xp
-        onehot = (segment_ids[:, None] == xp.arange(num_segments)[None, :]).astype(values.dtype)
         moved = xp.moveaxis(values, axis, -1)
-        return xp.moveaxis(moved @ onehot, -1, axis)
+        if self.traced:
+            onehot = (segment_ids[:, None] == xp.arange(num_segments)[None, :]).astype(values.dtype)
+            return xp.moveaxis(moved @ onehot, -1, axis)
+        lead = moved.shape[:-1]
+        rows = int(np.prod(lead))
+        ids = (xp.arange(rows)[:, None] * num_segments + segment_ids[None, :]).reshape(-1)
+        sums = xp.bincount(ids, weights=moved.reshape(-1), minlength=rows * num_segments)
+        return xp.moveaxis(sums.reshape(lead + (num_segments,)).astype(values.dtype), -1, axis)
 
     def index_add(self, target, index, values) -> None:
         """``target[index] += values`` in place, accumulating repeated indices."""

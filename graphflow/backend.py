@@ -71,6 +71,22 @@ class Backend:
 
             cupyx.scatter_add(target, index, values)
 
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the CPU)."""
+        if hasattr(self.xp, "cuda"):
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def device_info(self) -> dict:
+        """What the arrays live on: ``{"device": "cpu"}`` or the GPU's name and the CuPy version."""
+        if not hasattr(self.xp, "cuda"):
+            return {"device": "cpu"}
+        try:
+            props = self.xp.cuda.runtime.getDeviceProperties(0)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+            return {"device": "gpu", "gpu": name, "cupy": self.xp.__version__}
+        except Exception as err:  # a CuPy without a usable GPU: say so rather than fail
+            return {"device": "gpu", "gpu": f"unavailable ({err})"}
+
     def compute(self):
         """The context engine work runs in: on CPU, BLAS on one thread.
 

@@ -54,14 +54,12 @@ def machine_info(backend: str = "numpy") -> dict:
         info["load_average"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:
         pass
-    if backend == "cupy":
-        try:
-            import cupy
+    if backend != "numpy":
+        from graphflow.backend import get_backend
 
-            props = cupy.cuda.runtime.getDeviceProperties(0)
-            info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-            info["cupy"] = cupy.__version__
-        except Exception as err:  # no GPU: say so rather than fail the report
+        try:
+            info.update(get_backend(backend).device_info())
+        except Exception as err:  # no CuPy: say so rather than fail the report
             info["gpu"] = f"unavailable ({err})"
     return info
 

@@ -22,10 +22,9 @@ import tracemalloc
 
 def synchronize(backend_name: str) -> None:
     """Wait for queued device work (CuPy); nothing to do on numpy."""
-    if backend_name == "cupy":
-        import cupy
+    from graphflow.backend import get_backend
 
-        cupy.cuda.get_current_stream().synchronize()
+    get_backend(backend_name).synchronize()
 
 
 def median_seconds(fn, repeat: int = 5, warmup: int = 1, backend: str = "numpy",

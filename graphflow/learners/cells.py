@@ -74,13 +74,13 @@ def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh"):
 
     u = sigmoid(x Wux + c Wuc + bu), r = sigmoid(x Wrx + c Wrc + br),
     c' = u * c + (1 - u) * tanh(MLPx(x) + MLPc(r * c) + bn).
-    The first layers on x run stream by stream (:func:`first_layer`); the rest is one fused stage
+    The three layers that read x (update gate, reset gate, MLPx's first layer) run as one, stream
+    by stream (:func:`first_layer` with their kernels side by side); the rest is one fused stage
     (:func:`gru_core_forward`) that a differentiating namespace runs with its own VJP.
     """
-    xu = first_layer(xp, streams, p["gru.W_update_x"], widths)
-    xr = first_layer(xp, streams, p["gru.W_reset_x"], widths)
-    xh = first_layer(xp, streams, p["gru.next_x_net.dense0.kernel"], widths)
-    inputs = (xu, xr, xh, carry) + tuple(p[name] for name in GRU_CORE_PARAMS)
+    kernel = xp.concatenate([p["gru.W_update_x"], p["gru.W_reset_x"], p["gru.next_x_net.dense0.kernel"]], axis=1)
+    xa = first_layer(xp, streams, kernel, widths)
+    inputs = (xa, carry) + tuple(p[name] for name in GRU_CORE_PARAMS)
     fused = getattr(xp, "fused", None)
     if fused is None:
         return gru_core_forward(xp, mlp_activation, *inputs)[0]
@@ -109,9 +109,12 @@ def _act_grad(mlp_activation: str, h):
     return 1.0 - h * h if mlp_activation == "tanh" else (h > 0).astype(h.dtype)
 
 
-def gru_core_forward(xp, mlp_activation, xu, xr, xh, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x,
+def gru_core_forward(xp, mlp_activation, xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x,
                      K0c, b0c, K1c, b1c, K2c):
+    """``xa`` holds x's terms of the update gate, the reset gate and MLPx's first layer side by side."""
     act = xp.tanh if mlp_activation == "tanh" else (lambda a: xp.maximum(a, 0))
+    width = c.shape[-1]
+    xu, xr, xh = xa[..., :width], xa[..., width:2 * width], xa[..., 2 * width:]
     u = sigmoid(xp, xu + linear(c, Wuc) + bu)
     r = sigmoid(xp, xr + linear(c, Wrc) + br)
     h1 = act(xh + b0x)
@@ -130,7 +133,7 @@ def _rows(a):
 
 def gru_core_backward(xp, mlp_activation, inputs, residuals, g):
     """Gradients of every input of :func:`gru_core_forward` given the output cotangent ``g``."""
-    xu, xr, xh, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x, K0c, b0c, K1c, b1c, K2c = inputs
+    xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x, K0c, b0c, K1c, b1c, K2c = inputs
     u, r, h1, h2, rc, g1, g2, n = residuals
     du = g * (c - n) * u * (1.0 - u)           # through the update gate's sigmoid
     dn = g * (1.0 - u) * (1.0 - n * n)         # through tanh of the candidate
@@ -151,5 +154,6 @@ def gru_core_backward(xp, mlp_activation, inputs, residuals, g):
     def colsum(a):
         return _rows(a).sum(axis=0)
 
-    return (du, dr, dh1, dc, _rows(c).T @ _rows(du), colsum(du), _rows(c).T @ _rows(dr), colsum(dr),
+    return (xp.concatenate([du, dr, dh1], axis=-1), dc, _rows(c).T @ _rows(du), colsum(du),
+            _rows(c).T @ _rows(dr), colsum(dr),
             colsum(dn), colsum(dh1), gK1x, colsum(dh2), gK2x, gK0c, colsum(dg1), gK1c, colsum(dg2), gK2c)

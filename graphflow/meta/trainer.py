@@ -137,11 +137,21 @@ class Trainer:
         params = {k: v for k, v in self.protocol.flat().items() if k in grads}
         if self.init is not None:
             params.update({f"init::{k}": v for k, v in self.init.items()})
+        self.optimizer.lr = self.learning_rate(self.step)
         new = self.optimizer.step(params, grads)
         self._apply(new)
         self.step += 1
         norm = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())))
-        return {"step": self.step, "meta_loss": loss, "grad_norm": norm, "seconds": time.perf_counter() - t0}
+        return {"step": self.step, "meta_loss": loss, "grad_norm": norm, "learning_rate": self.optimizer.lr,
+                "seconds": time.perf_counter() - t0}
+
+    def learning_rate(self, step: int) -> float:
+        """The outer learning rate at meta-step ``step`` (constant, or a cosine to ``learning_rate_final``)."""
+        m = self.exp.meta
+        if m.learning_rate_final is None:
+            return m.learning_rate
+        t = min(step / max(m.steps, 1), 1.0)
+        return m.learning_rate_final + 0.5 * (m.learning_rate - m.learning_rate_final) * (1 + math.cos(math.pi * t))
 
     def _sharded_metagrad(self, batch: MetaBatch, init: dict):
         """Meta-loss and gradient of the outer batch, its tasks split over the workers' threads."""

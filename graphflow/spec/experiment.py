@@ -43,6 +43,9 @@ class MetaTrainingSpec(_Model):
     hint_weight: float = Field(0.7, ge=0)
     heldout_weight: float = Field(0.3, ge=0)
     learning_rate: float = Field(1e-4, gt=0)
+    learning_rate_final: float | None = Field(None, gt=0)
+    """When set, the learning rate follows a cosine from ``learning_rate`` at step 0 to this value
+    at ``steps`` (constant otherwise, as in the reference regime)."""
     init_pool: int = Field(100, gt=0)
     """Size of the pool of random initial networks."""
     normalization_rounds: int = Field(6, ge=1)

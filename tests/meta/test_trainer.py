@@ -222,3 +222,15 @@ def test_maml_trains_the_initial_network_too():
     records = trainer.train(progress=False)
     assert len(records) == 2 and all(math.isfinite(r["meta_loss"]) for r in records)
     assert all(not np.array_equal(trainer.init[k], before[k]) for k in before)
+
+
+def test_cosine_learning_rate_schedule():
+    def trainer(**meta):
+        return Trainer(ExperimentSpec.model_validate({"graph": sinusoid().model_dump(mode="json"), "meta": meta}))
+
+    tr = trainer(steps=100, learning_rate=1e-3, learning_rate_final=1e-4)
+    assert tr.learning_rate(0) == pytest.approx(1e-3)
+    assert tr.learning_rate(50) == pytest.approx(5.5e-4)
+    assert tr.learning_rate(100) == pytest.approx(1e-4) and tr.learning_rate(150) == pytest.approx(1e-4)
+    constant = trainer(learning_rate=3e-4)
+    assert constant.learning_rate(0) == constant.learning_rate(10**6) == 3e-4

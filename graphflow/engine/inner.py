@@ -192,6 +192,11 @@ class Engine:
         return out
 
     def forward(self, state: NetState, x, y=None) -> Forward:
+        """The forward pass on (x, y): unit values, stored states, outputs and losses."""
+        with self.be.compute():
+            return self._forward(state, x, y)
+
+    def _forward(self, state: NetState, x, y=None) -> Forward:
         xp = self.be.xp
         tasks = next(iter(state.params.values())).shape[0]
         lead: list = []
@@ -326,7 +331,7 @@ class Engine:
             return self._step(state, x, y, recorder)
 
     def _step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:
-        fwd = self.forward(state, x, y)
+        fwd = self._forward(state, x, y)
         updates, carries = self.message_pass(state, fwd, recorder)
         params = dict(state.params)
         for st in self.schedule.update:

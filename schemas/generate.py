@@ -2,8 +2,8 @@
 
 Usage::
 
-    python scripts/generate_schemas.py            # rewrite schemas/*.schema.json
-    python scripts/generate_schemas.py --check    # exit 1, naming the stale files, if any differ
+    python schemas/generate.py            # rewrite schemas/*.schema.json
+    python schemas/generate.py --check    # exit 1, naming the stale files, if any differ
 
 The schemas come from :func:`graphflow.spec.schemas.json_schemas`; the output is deterministic
 (sorted keys, two-space indent, trailing newline), so a diff shows exactly what a model change did.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from graphflow.spec.schemas import json_schemas, schema_text
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent
 
 
 def stale_schemas(directory: Path = SCHEMA_DIR) -> list[str]:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = stale_schemas(args.dir)
         if stale:
             print(f"stale JSON schemas in {args.dir}: {', '.join(stale)}; "
-                  "run `python scripts/generate_schemas.py` to regenerate them", file=sys.stderr)
+                  "run `python schemas/generate.py` to regenerate them", file=sys.stderr)
             return 1
         print(f"JSON schemas in {args.dir} are up to date")
         return 0

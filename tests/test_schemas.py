@@ -15,7 +15,7 @@ from graphflow.spec.schemas import json_schemas, schema_text
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
 SPEC_DATA = ROOT / "tests" / "spec" / "data"
-REGENERATE = "python scripts/generate_schemas.py"
+REGENERATE = "python schemas/generate.py"
 
 
 @pytest.mark.parametrize("name", sorted(json_schemas()))
@@ -27,7 +27,7 @@ def test_committed_schema_is_current(name):
 
 
 def test_generator_check_mode(tmp_path):
-    script = ROOT / "scripts" / "generate_schemas.py"
+    script = ROOT / "schemas" / "generate.py"
     assert subprocess.run([sys.executable, str(script), "--check"], capture_output=True).returncode == 0
     written = subprocess.run([sys.executable, str(script), "--dir", str(tmp_path)], capture_output=True, text=True)
     assert written.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == sorted(json_schemas())

@@ -1,7 +1,7 @@
 """JSON Schemas of the specs users write, generated from the pydantic models.
 
 The committed copies live in ``schemas/`` at the top of the repository; ``python
-scripts/generate_schemas.py`` rewrites them and ``--check`` tells when they are stale. Editors and
+schemas/generate.py`` rewrites them and ``--check`` tells when they are stale. Editors and
 other languages validate spec files against them without importing graphflow.
 
 >>> sorted(json_schemas())

@@ -60,7 +60,7 @@ def plot_demo(grid, truth, traces: dict, x, y, curves: dict, path: str | Path, m
     bx.set_xlabel("inner step")
     bx.set_ylabel(f"eval L2 loss, mean of {next(iter(curves.values())).tasks} tasks")
     trained = meta.get("trained_steps")
-    bx.set_title("learned protocol vs Adam" + (f" (protocol meta-trained {trained} steps)" if trained else ""))
+    bx.set_title("learned protocol vs Adam" + (f"\n(the protocol meta-trained {trained} steps)" if trained else ""))
     bx.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -33,3 +33,19 @@ def reference_dir() -> Path:
 @pytest.fixture
 def mnist_dir() -> Path:
     return require_shared("data", "mnist")
+
+
+def available_backends() -> list[str]:
+    """numpy always; CuPy too where it is installed and sees a GPU."""
+    try:
+        import cupy
+
+        return ["numpy", "cupy"] if cupy.cuda.runtime.getDeviceCount() > 0 else ["numpy"]
+    except Exception:  # no CuPy, or no GPU
+        return ["numpy"]
+
+
+@pytest.fixture(params=available_backends())
+def backend(request) -> str:
+    """Runs a test body on every available backend (the same body, compared with the same oracle)."""
+    return request.param

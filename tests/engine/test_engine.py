@@ -14,20 +14,6 @@ from graphflow.reference.random_graphs import random_case, random_data
 F32 = np.float32
 
 
-def _backends() -> list[str]:
-    try:
-        import cupy
-
-        return ["numpy", "cupy"] if cupy.cuda.runtime.getDeviceCount() > 0 else ["numpy"]
-    except Exception:  # no CuPy, or no GPU
-        return ["numpy"]
-
-
-@pytest.fixture(params=_backends())
-def backend(request) -> str:
-    return request.param
-
-
 def freeform_graph():
     """x(3) -> h(4, dense) -> mixed act -> out(2, masked) + skip x -> out (edges); softmax + ce, and l2 on the act."""
     net = gf.FreeForm()

@@ -23,20 +23,6 @@ from graphflow.reference.random_graphs import SHARINGS, random_case, random_lear
 TOL = dict(rtol=1e-4, atol=1e-5)
 
 
-def _backends() -> list[str]:
-    try:
-        import cupy
-
-        return ["numpy", "cupy"] if cupy.cuda.runtime.getDeviceCount() > 0 else ["numpy"]
-    except Exception:  # no CuPy, or no GPU
-        return ["numpy"]
-
-
-@pytest.fixture(params=_backends())
-def backend(request) -> str:
-    """numpy always; CuPy too where a GPU is present (the same bodies, compared with the same oracle)."""
-    return request.param
-
 # Every combination of graph family x learner kind x sharing, eight random graphs each: 128 cases.
 COMBOS = list(itertools.product((False, True), ("stateless", "stateful"), SHARINGS))
 CASES = [(1000 * c + r, freeform, kind, sharing) for c, (freeform, kind, sharing) in enumerate(COMBOS) for r in range(8)]

@@ -94,7 +94,6 @@ class Engine:
         self.schedule = make_schedule(graph, protocol.spec.aggregation)
         self.layouts = {key: slot_layout(s, protocol.spec) for key, s in graph.slots.items()}
         self.set_protocol(protocol)
-        xp = self.be.xp
         self._idx = {}
         for w in graph.weights.values():
             if not w.dense:
@@ -115,7 +114,6 @@ class Engine:
         for b in self._fns.values():
             if len(set(b.fns)) > 1:
                 self._mixed[b.name] = {fn: self.be.asarray([f == fn for f in b.fns]) for fn in sorted(set(b.fns))}
-        del xp
 
     def set_protocol(self, protocol: Protocol) -> None:
         """Use (device copies of) ``protocol``'s parameters from now on."""

@@ -83,7 +83,7 @@ class Trainer:
         self.pool = self._make_pool()
         self.init = None  # MAML: the shared, meta-trained initial network
         self.optimizer = Adam(exp.meta.learning_rate)
-        self.metagrad = None
+        self.metagrads: list[MetaGradient] = []
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ setup
@@ -119,7 +119,7 @@ class Trainer:
         trainable = self.protocol.trainable(train_g=self.exp.meta.train_g)
         if self.init is not None:
             trainable = trainable + [f"init::{k}" for k in self.init]
-        self.metagrad = [MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable)
+        self.metagrads = [MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable)
                          for _ in range(min(self.exp.threads, self.exp.meta.outer_batch))]
 
     # ------------------------------------------------------------------ one meta-step
@@ -156,14 +156,14 @@ class Trainer:
     def _sharded_metagrad(self, batch: MetaBatch, init: dict):
         """Meta-loss and gradient of the outer batch, its tasks split over the workers' threads."""
         m = self.exp.meta
-        shards = np.array_split(np.arange(batch.x.shape[0]), len(self.metagrad))
+        shards = np.array_split(np.arange(batch.x.shape[0]), len(self.metagrads))
         shared_init = self.init is not None
 
         def run(k):
             idx = shards[k]
             part = MetaBatch(batch.x[idx], batch.y[idx], batch.xe[idx], batch.ye[idx])
             part_init = init if shared_init else {key: v[idx] for key, v in init.items()}
-            return self.metagrad[k](self.protocol, part, part_init, m.hint_weight, m.heldout_weight,
+            return self.metagrads[k](self.protocol, part, part_init, m.hint_weight, m.heldout_weight,
                                     init_trainable=shared_init)
 
         if len(shards) == 1:
@@ -236,7 +236,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         total = steps or self.exp.meta.steps
-        if self.metagrad is None:
+        if not self.metagrads:
             self.setup()
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)

@@ -10,29 +10,10 @@ from graphflow.engine import Engine, NetState
 from graphflow.learners import Protocol
 from graphflow.reference import Interpreter
 from graphflow.reference.random_graphs import random_case, random_data
+from graphs import sinusoid, skip_two_losses
 
 F32 = np.float32
-
-
-def freeform_graph():
-    """x(3) -> h(4, dense) -> mixed act -> out(2, masked) + skip x -> out (edges); softmax + ce, and l2 on the act."""
-    net = gf.FreeForm()
-    x = net.input(3)
-    h = net.neurons(4)
-    net.connect(x, h)
-    a = net.activation(h, ["relu", "sigmoid", "tanh", "step"])
-    o = net.neurons(2)
-    net.connect(a, o, mask=[[1, 0], [0, 1], [1, 1], [1, 0]])
-    net.connect(x[0], o[1])
-    net.connect(x[2], o[0])
-    p = net.softmax(o)
-    net.loss(p, "ce")
-    net.loss(a, "l2")
-    return gf.build(net)
-
-
-def sinusoid_graph():
-    return gf.build(gf.stack(1, gf.Dense(20), gf.ReLU(), gf.Dense(20), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
+MIXED = ["relu", "sigmoid", "tanh", "step"]  # the free-form graph's mixed activation
 
 
 def engine_for(graph, kind="stateful", backend="numpy", **spec):
@@ -55,7 +36,7 @@ def numpy_of(eng, a) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["stateful", "stateless"])
 def test_state_and_result_shapes(kind, backend):
-    g = freeform_graph()
+    g = skip_two_losses(MIXED)
     eng = engine_for(g, kind, backend)
     state = eng.init_network(np.random.default_rng(0), tasks=2)
     shapes = {k: tuple(v.shape) for k, v in state.params.items()}
@@ -80,7 +61,7 @@ def test_state_and_result_shapes(kind, backend):
 
 def test_every_state_array_is_float32(backend):
     """float64 parameters and data go in; everything the engine keeps and returns is float32."""
-    g = freeform_graph()
+    g = skip_two_losses(MIXED)
     eng = engine_for(g, "stateful", backend)
     rng = np.random.default_rng(0)
     params = {k: rng.normal(size=numpy_of(eng, v).shape[1:]) for k, v in eng.init_network(rng).params.items()}
@@ -96,7 +77,7 @@ def test_every_state_array_is_float32(backend):
 
 
 def test_network_from_arrays_adds_the_task_axis():
-    g = freeform_graph()
+    g = skip_two_losses(MIXED)
     eng = engine_for(g)
     one = {key: np.ones(shape) for key, shape in eng.parameter_shapes().items()}
     assert {k: v.shape for k, v in eng.network_from_arrays(one).params.items()} == {k: (1,) + v.shape for k, v in one.items()}
@@ -110,7 +91,7 @@ def test_network_from_arrays_adds_the_task_axis():
 
 @pytest.mark.parametrize("kind", ["stateful", "stateless"])
 def test_task_batch_equals_per_task_runs(kind, backend):
-    g = freeform_graph()
+    g = skip_two_losses(MIXED)
     eng = engine_for(g, kind, backend)
     rng = np.random.default_rng(0)
     batched = eng.init_network(rng, tasks=3)
@@ -128,7 +109,7 @@ def test_task_batch_equals_per_task_runs(kind, backend):
 
 
 def test_data_without_a_task_axis_is_shared_by_all_tasks():
-    g = sinusoid_graph()
+    g = sinusoid()
     eng = engine_for(g)
     state = eng.init_network(np.random.default_rng(0), tasks=2)
     x = np.linspace(-1, 1, 5, dtype=F32)[:, None]
@@ -184,7 +165,7 @@ def test_uniform_and_mixed_spelling_of_one_activation_agree(fn):
 
 
 def test_error_on_wrong_number_of_input_units():
-    eng = engine_for(sinusoid_graph())
+    eng = engine_for(sinusoid())
     state = eng.init_network(np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"inputs 'input': last axis 3 does not match its 1 units"):
         eng.step(state, np.zeros((4, 3), F32), np.zeros((4, 1), F32))
@@ -218,7 +199,7 @@ UNCHECKED_SHAPES = {
 
 @pytest.mark.parametrize("case", list(UNCHECKED_SHAPES))
 def test_error_on_inconsistent_leading_axes(case):
-    eng = engine_for(sinusoid_graph())
+    eng = engine_for(sinusoid())
     state = eng.init_network(np.random.default_rng(0), tasks=2)
     x_shape, y_shape = UNCHECKED_SHAPES[case]
     with pytest.raises(ValueError, match=r"'input'|'target'"):
@@ -226,14 +207,14 @@ def test_error_on_inconsistent_leading_axes(case):
 
 
 def test_error_on_wrong_parameter_shape():
-    eng = engine_for(sinusoid_graph())
+    eng = engine_for(sinusoid())
     with pytest.raises(ValueError, match="dense2/w"):
         eng.network_from_arrays({"dense0/w": np.zeros((1, 20)), "dense0/b": np.zeros(20), "dense2/w": np.zeros((20, 21)),
                                  "dense2/b": np.zeros(20), "dense4/w": np.zeros((20, 1)), "dense4/b": np.zeros(1)})
 
 
 def test_error_when_batch_size_changes_with_stateful_carries():
-    eng = engine_for(sinusoid_graph())
+    eng = engine_for(sinusoid())
     state, _ = eng.step(eng.init_network(np.random.default_rng(0)), np.zeros((5, 1), F32), np.zeros((5, 1), F32))
     with pytest.raises(ValueError, match="batch"):
         eng.step(state, np.zeros((4, 1), F32), np.zeros((4, 1), F32))

@@ -20,6 +20,9 @@ from graphflow.learners.protocol import slot_layout
 from graphflow.reference import Interpreter
 from graphflow.reference.interpreter import ACTIVATION_RULES, gru_learner, loss_rule, stateless_learner
 from graphflow.reference.random_graphs import random_case, random_data, random_learner_spec, random_protocol
+from graphs import skip_two_losses
+
+MIXED = ["relu", "sigmoid", "tanh", "identity"]  # the skip graph's mixed activation
 
 
 class LoggingInterpreter(Interpreter):
@@ -37,22 +40,6 @@ class LoggingInterpreter(Interpreter):
     def learner_call(self, slot, node, example, incoming, node_states, carries):
         self.calls[(self.step_no, slot.key, node, example)] = (np.array(incoming), dict(node_states))
         return super().learner_call(slot, node, example, incoming, node_states, carries)
-
-
-def skip_two_losses(sharing="layer"):
-    """x(3) -> h(4) -> mixed act -> out(2) (masked) + skip x -> out (edges); softmax + ce, and l2 on the act."""
-    net = gf.FreeForm(sharing=sharing)
-    x = net.input(3)
-    h = net.neurons(4)
-    net.connect(x, h)
-    a = net.activation(h, ["relu", "sigmoid", "tanh", "identity"])
-    o = net.neurons(2)
-    net.connect(a, o, mask=[[1, 0], [0, 1], [1, 1], [1, 0]])
-    net.connect(x[0], o[1])
-    net.connect(x[2], o[0])
-    net.loss(net.softmax(o), "ce")
-    net.loss(a, "l2")
-    return gf.build(net)
 
 
 def setup(graph, kind="stateful", seed=0, aggregation=None, steps=2, batch=3):
@@ -110,7 +97,7 @@ def test_forward_values_are_plain_matrix_algebra():
 
 
 def test_states_are_stored_as_the_spec_lists_them():
-    g = skip_two_losses()
+    g = skip_two_losses(MIXED)
     protocol, params, xs, ys = setup(g)
     interp = LoggingInterpreter(g, protocol)
     interp.run(params, xs, ys)
@@ -157,7 +144,7 @@ def test_learner_math_agrees_with_the_batched_cells(seed):
 
 def test_every_stream_is_standardized():
     """With every in_scale zero a learner sees only zeros: all nodes of a slot send the same message."""
-    g = skip_two_losses()
+    g = skip_two_losses(MIXED)
     protocol, params, xs, ys = setup(g, kind="stateless")
     for norm in protocol.norms.values():
         norm["in_scale"] = np.zeros_like(norm["in_scale"])
@@ -190,7 +177,7 @@ def consumer_nodes(graph, unit: str, j: int) -> list[tuple[str, int]]:
 @pytest.mark.parametrize("aggregation", ["mean", "sum"])
 @pytest.mark.parametrize("kind", ["stateless", "stateful"])
 def test_messages_are_routed_as_the_spec_says(aggregation, kind):
-    g = skip_two_losses()
+    g = skip_two_losses(MIXED)
     protocol, params, xs, ys = setup(g, kind, aggregation=aggregation)
     interp = LoggingInterpreter(g, protocol)
     trace = interp.run(params, xs, ys)
@@ -254,7 +241,7 @@ def test_update_is_scaled_shifted_batch_mean():
 @pytest.mark.parametrize("kind", ["stateless", "stateful"])
 def test_update_is_the_mean_over_the_batch(kind):
     """A batch of B copies of one example updates exactly as that example alone."""
-    g = skip_two_losses()
+    g = skip_two_losses(MIXED)
     protocol, params, xs, ys = setup(g, kind, batch=1)
     copies = lambda d: {k: np.repeat(v, 4, axis=1) for k, v in d.items()}  # noqa: E731
     alone = Interpreter(g, protocol).run(params, xs, ys)
@@ -281,7 +268,7 @@ def test_learners_see_the_parameters_from_before_the_update():
 @pytest.mark.parametrize("kind", ["stateless", "stateful"])
 def test_carry_is_kept_per_node_and_example_across_steps(kind):
     """Same data, frozen parameters: only a stateful learner's carry makes step 2 differ from step 1."""
-    g = skip_two_losses()
+    g = skip_two_losses(MIXED)
     protocol, params, xs, ys = setup(g, kind)
     for norm in protocol.norms.values():
         if "out_scale" in norm:
@@ -298,7 +285,7 @@ def test_carry_is_kept_per_node_and_example_across_steps(kind):
 
 
 def test_spec_block_order_does_not_matter():
-    base = skip_two_losses().to_spec()
+    base = skip_two_losses(MIXED).to_spec()
     shuffled = base.model_copy(update={"blocks": list(reversed(base.blocks))})
     a, b = gf.build(base), gf.build(shuffled)
     protocol, params, xs, ys = setup(a)
@@ -309,7 +296,7 @@ def test_spec_block_order_does_not_matter():
 
 
 def test_errors_name_what_was_passed():
-    g = skip_two_losses()
+    g = skip_two_losses(MIXED)
     protocol, params, xs, ys = setup(g)
     interp = Interpreter(g, protocol)
     with pytest.raises(ValueError, match=r"h0/w: shape \(4, 3\), expected \(3, 4\)"):

@@ -10,33 +10,9 @@ import pytest
 
 import graphflow as gf
 from graphflow.graph.blocks import InputNodes, NeuronNodes, WeightNodes
-from graphflow.presets import PRESETS
 from graphflow.reference.random_graphs import random_case
 from graphflow.schedule import Schedule, schedule
-
-
-def sinusoid():
-    return gf.build(PRESETS["sinusoid"]())
-
-
-def mnist():
-    return gf.build(PRESETS["mnist"]())
-
-
-def skip_two_losses():
-    """x(3) -> h(4) relu -> out(2) (masked) with a skip x -> out (edges); softmax + ce on out, l2 on relu."""
-    net = gf.FreeForm()
-    x = net.input(3)
-    h = net.neurons(4)
-    net.connect(x, h)
-    a = net.activation(h, "relu")
-    o = net.neurons(2)
-    net.connect(a, o, mask=[[1, 0], [0, 1], [1, 1], [1, 0]])
-    net.connect(x[0], o[1])
-    net.connect(x[2], o[0])
-    net.loss(net.softmax(o), "ce")
-    net.loss(a, "l2")
-    return gf.build(net)
+from graphs import mnist, sinusoid, skip_two_losses
 
 
 def ops(stages) -> list[tuple[str, str]]:

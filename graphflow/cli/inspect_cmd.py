@@ -10,7 +10,8 @@ import typer
 
 from graphflow.cli import app, fail
 
-PLOT_KINDS = ("report", "curve", "heatmap", "graph", "scatter", "groups")
+PLOT_KINDS = ("report", "curve", "heatmap", "graph", "scatter", "groups", "meta")
+"""--kind values; ``meta`` reads a meta-training log instead of a run (see :func:`_meta_log`)."""
 MAX_TABLES = 8
 
 
@@ -82,18 +83,46 @@ def _plot(run, kind: str, path: Path, nodes: list[str], pattern: str | None, ste
     return run_plots.plot_group_distribution(run, path)
 
 
+def _meta_log(source: Path, plot: Path | None, run_only: dict[str, object]) -> None:
+    """``--kind meta``: summarize a training run's ``log.jsonl`` (``source`` is the log or its run
+    folder) and draw it into ``plot``; errors name the log file (and line)."""
+    from graphflow.viz.run_plots import meta_log_path, plot_meta_log, read_meta_log
+
+    given = [option for option, value in run_only.items() if value]
+    if given:
+        fail(f"{', '.join(given)}: not for --kind meta, which draws a meta-training log (these select "
+             f"nodes and steps of an inner-loop run)")
+    log = meta_log_path(source)
+    rec = read_meta_log(log)
+    steps, loss = rec["step"], rec["meta_loss"]
+    typer.echo(f"{log}: {len(steps)} meta-step(s) ({steps[0]}..{steps[-1]}), "
+               f"meta-loss {_fmt(loss[0])} at the first, {_fmt(loss[-1])} at the last")
+    if rec["rollback"]:
+        typer.echo("rolled back (non-finite) at meta-step(s): " + ", ".join(str(s) for s in rec["rollback"]))
+    if rec["eval"]:
+        ev, at = rec["eval"][-1], rec["eval_step"][-1]
+        typer.echo(f"{len(rec['eval'])} eval(s); the last, at meta-step {at}: {ev.get('metric', 'eval')} "
+                   f"{_fmt(ev['mean'][0])} before the inner loop, {_fmt(ev['mean'][-1])} after "
+                   f"{ev['steps'][-1]} inner steps")
+    if plot:
+        title = f"{log.parent.name}: meta-training" if log.parent.name else None
+        typer.echo(f"wrote {plot_meta_log(log, plot, title)}", err=True)
+
+
 @app.command("inspect")
 def inspect_command(
-    source: Path = typer.Argument(..., metavar="RUN|CHECKPOINT",
+    source: Path = typer.Argument(..., metavar="RUN|CHECKPOINT|LOG",
                                   help="A run file (from --save-run, `mplp replay --inspect` or the Python API), or a "
                                        "checkpoint to record a run from: a graphflow protocol/training checkpoint "
-                                       "(.npz) or a reference .npy with --preset."),
+                                       "(.npz) or a reference .npy with --preset. With --kind meta: a training run "
+                                       "folder or its log.jsonl."),
     nodes: str = typer.Option(None, "--nodes", help="Node ids or globs, comma-separated: 'dense2/w[3,*],relu1/act[*]'. "
                                                     "A checkpoint records these; a run shows these (default: all)."),
     steps: str = typer.Option(None, "--steps", help="Steps to show, e.g. 0,2,4 (default: all)."),
     json_out: Path = typer.Option(None, "--json", help="Write the selected histories and the query results as JSON."),
     plot: Path = typer.Option(None, "--plot", help="Draw a picture into this PNG or SVG file (see --kind)."),
-    kind: str = typer.Option("report", "--kind", help=f"Picture for --plot: {', '.join(PLOT_KINDS)}."),
+    kind: str = typer.Option("report", "--kind", help=f"Picture for --plot: {', '.join(PLOT_KINDS)} (meta: the "
+                                                      "meta-loss and evals of a training log, not a run)."),
     quantity: str = typer.Option("abs_update", "--quantity",
                                  help="--kind graph colours nodes by: update, abs_update, gradient, message_out, message_in."),
     top: int = typer.Option(5, "--top", help="How many of the most-changed nodes to list."),
@@ -118,6 +147,11 @@ def inspect_command(
 
     if kind not in PLOT_KINDS:
         fail(f"--kind {kind!r}: choose one of {', '.join(PLOT_KINDS)}")
+    if kind == "meta":
+        return _meta_log(source, plot, {"--nodes": nodes, "--steps": steps, "--json": json_out, "--save-run": save_run})
+    if source.is_dir() or source.suffix == ".jsonl":
+        fail(f"{source} is a folder or a .jsonl log, not a run or checkpoint file; a training run's meta-training "
+             f"log is drawn with --kind meta --plot F")
     request = _source_options(nodes, task, seed, inner_steps, shots, tasks, gradients, data, preset, prior)
     run = open_run(source, request)
     if save_run:

@@ -1,7 +1,7 @@
 """Pictures of recorded runs and of meta-training logs (matplotlib on the Agg canvas, PNG or SVG).
 
 - :func:`plot_inner_curve`: the loss at every inner step of a run;
-- :func:`plot_meta_log`: meta-training from a ``log.jsonl`` (meta-loss, and the evals);
+- :func:`plot_meta_log`: meta-training from a ``log.jsonl`` or a run folder (meta-loss, and the evals);
 - :func:`plot_layer_heatmaps`: weight matrices (and bias rows) as heatmaps of updates and message norms;
 - :func:`plot_graph_quantity`: the node graph coloured by a quantity at a step;
 - :func:`plot_message_vs_gradient`: learned updates and messages against the backprop gradient;
@@ -106,13 +106,35 @@ def plot_inner_curve(run, path: str | Path, title: str | None = None) -> Path:
     return _save(fig, path)
 
 
+def meta_log_path(path: str | Path) -> Path:
+    """The ``log.jsonl`` inside a training run folder (a :class:`~graphflow.meta.trainer.Trainer`'s
+    ``out``), or ``path`` itself when it is not a folder."""
+    path = Path(path)
+    return path / "log.jsonl" if path.is_dir() else path
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def read_meta_log(path: str | Path) -> dict[str, list]:
-    """``{"step", "meta_loss", "eval_step", "eval", "rollback"}`` lists from a trainer's ``log.jsonl``."""
+    """``{"step", "meta_loss", "eval_step", "eval", "rollback"}`` lists from a trainer's ``log.jsonl``
+    (or from the ``log.jsonl`` of a training run folder).
+
+    Raises :class:`~graphflow.errors.GraphflowError` naming the file (and line) when it is missing,
+    not text, has a line that is not a JSON object, a meta-step, eval or rollback record without its
+    fields, or no meta-step record at all. Lines of other kinds are skipped.
+    """
+    path = meta_log_path(path)
     out: dict[str, list] = {"step": [], "meta_loss": [], "eval_step": [], "eval": [], "rollback": []}
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise GraphflowError(f"{path}: no such log file") from None
+    except UnicodeDecodeError:
+        raise GraphflowError(f"{path}: not a text file (a meta-training log has one JSON object a line)") from None
+    except OSError as err:
+        raise GraphflowError(f"{path}: cannot read the log ({err.strerror or err})") from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -120,13 +142,29 @@ def read_meta_log(path: str | Path) -> dict[str, list]:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
             raise GraphflowError(f"{path}:{n}: not a JSON line ({err.msg})") from None
-        if "meta_loss" in rec:
+        if not isinstance(rec, dict):
+            raise GraphflowError(f"{path}:{n}: not a JSON object (a log line is a record such as "
+                                 f'{{"step": 1, "meta_loss": 0.1}})')
+        kind = ("meta-step" if "meta_loss" in rec else "eval" if "eval" in rec
+                else "rollback" if rec.get("event") == "rollback" else None)
+        if kind is None:
+            continue
+        if not isinstance(rec.get("step"), int) or isinstance(rec["step"], bool):
+            raise GraphflowError(f"{path}:{n}: a {kind} record without a whole-number 'step'")
+        if kind == "meta-step":
+            if not _is_number(rec["meta_loss"]):
+                raise GraphflowError(f"{path}:{n}: 'meta_loss' is {rec['meta_loss']!r}, not a number")
             out["step"].append(rec["step"])
             out["meta_loss"].append(rec["meta_loss"])
-        elif "eval" in rec:
+        elif kind == "eval":
+            ev = rec["eval"]
+            if not (isinstance(ev, dict) and all(isinstance(ev.get(k), list) and ev[k] for k in ("steps", "mean"))
+                    and all(_is_number(v) for v in ev["mean"])):
+                raise GraphflowError(f"{path}:{n}: an eval record needs 'steps' and 'mean' lists (as "
+                                     f"EvalCurve.to_json() writes them)")
             out["eval_step"].append(rec["step"])
-            out["eval"].append(rec["eval"])
-        elif rec.get("event") == "rollback":
+            out["eval"].append(ev)
+        else:
             out["rollback"].append(rec["step"])
     if not out["step"]:
         raise GraphflowError(f"{path}: no meta-step records (lines with 'meta_loss')")
@@ -134,14 +172,16 @@ def read_meta_log(path: str | Path) -> dict[str, list]:
 
 
 def plot_meta_log(log: str | Path, path: str | Path, title: str | None = None) -> Path:
-    """Meta-training from a ``log.jsonl``: the meta-loss per meta-step (and its running mean) and,
-    when the log has evals, the eval metric before and after the inner loop per eval."""
+    """Meta-training from a ``log.jsonl`` (or a training run folder holding one): the meta-loss per
+    meta-step (and its running mean) and, when the log has evals, the eval metric before and after
+    the inner loop per eval."""
     rec = read_meta_log(log)
     evals = rec["eval"]
     fig = _figure(10 if evals else 5.5, 3.6)
     ax = fig.add_subplot(1, 2 if evals else 1, 1)
     steps, loss = np.asarray(rec["step"]), np.asarray(rec["meta_loss"], np.float64)
-    ax.plot(steps, loss, color="#1f77b4", alpha=0.35, lw=1, label="meta-loss")
+    ax.plot(steps, loss, color="#1f77b4", alpha=0.35, lw=1, marker="o" if len(loss) == 1 else None,
+            label="meta-loss")  # one meta-step is a point, not a line
     window = max(1, len(loss) // 20)
     if window > 1:
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")

@@ -115,3 +115,51 @@ def test_inspect_a_reference_checkpoint_with_its_preset(reference_dir, tmp_path,
     run = load_run(run_file)
     assert (run.steps, run.header["tasks"], run.header["batch"]) == (5, 2, 10)
     assert run.mean_loss()[-1] < run.mean_loss()[0]  # the published protocol fits the sine
+
+
+def test_inspect_draws_the_meta_training_log_of_a_training_run(checkpoint, tmp_path, capsys):
+    """--kind meta: the source is the training run's folder (the checkpoint fixture's) or its log.jsonl."""
+    folder, picture = checkpoint.parent, tmp_path / "meta.png"
+    assert main(["inspect", str(folder), "--kind", "meta", "--plot", str(picture)]) == 0
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+    captured = capsys.readouterr()
+    assert f"{folder / 'log.jsonl'}: 1 meta-step(s) (1..1)" in captured.out
+    assert "1 eval(s); the last, at meta-step 1: l2" in captured.out and "after 3 inner steps" in captured.out
+    assert f"wrote {picture}" in captured.err
+    svg = tmp_path / "meta.svg"
+    assert main(["inspect", str(folder / "log.jsonl"), "--kind", "meta", "--plot", str(svg)]) == 0
+    assert "<svg" in svg.read_text()
+    assert main(["inspect", str(folder), "--kind", "meta"]) == 0          # no --plot: the summary only
+    assert "1 meta-step(s)" in capsys.readouterr().out
+
+
+def test_inspect_meta_log_errors_name_the_log(checkpoint, tmp_path, capsys):
+    picture = tmp_path / "meta.png"
+
+    def error(source, *options) -> str:
+        assert main(["inspect", str(source), *map(str, options)]) == 2
+        return capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert f"{empty / 'log.jsonl'}: no such log file" in error(empty, "--kind", "meta", "--plot", picture)
+    assert f"{tmp_path / 'gone.jsonl'}: no such log file" in error(tmp_path / "gone.jsonl", "--kind", "meta")
+    log = tmp_path / "log.jsonl"
+    malformed = {
+        '{"step": 1, "meta_loss": 0.1}\nnot json\n': f"{log}:2: not a JSON line",
+        '[1, 2]\n': f"{log}:1: not a JSON object",
+        '{"meta_loss": 0.1}\n': f"{log}:1: a meta-step record without a whole-number 'step'",
+        '{"step": 1, "meta_loss": "high"}\n': f"{log}:1: 'meta_loss' is 'high', not a number",
+        '{"step": 1, "meta_loss": 0.1}\n{"step": 1, "eval": {"metric": "l2"}}\n':
+            f"{log}:2: an eval record needs 'steps' and 'mean' lists",
+        '{"step": 3, "event": "rollback", "reason": "nan"}\n': f"{log}: no meta-step records",
+    }
+    for text, message in malformed.items():
+        log.write_text(text)
+        assert message in error(log, "--kind", "meta", "--plot", picture), text
+    assert f"{checkpoint}: not a text file" in error(checkpoint, "--kind", "meta", "--plot", picture)
+    assert not picture.exists()
+    # a log or run folder without --kind meta, and run options with it
+    err = error(checkpoint.parent, "--plot", picture)
+    assert f"{checkpoint.parent} is a folder or a .jsonl log" in err and "--kind meta --plot F" in err
+    assert "--nodes: not for --kind meta" in error(checkpoint.parent, "--kind", "meta", "--nodes", "dense2/b[0]")

@@ -92,9 +92,11 @@ class Backend:
 
         The engine's matrix products are many and mid-sized; OpenBLAS's own threads spin and
         contend on them (measured 10x slower on a busy 2-core machine), while graphflow
-        parallelizes large learner calls itself (``Engine(threads=...)``).
+        parallelizes large learner calls itself (``Engine(threads=...)``). The first call also
+        keeps freed memory in the process (:func:`keep_freed_memory`).
         """
         if self.cache_blocking:
+            keep_freed_memory()
             return blas_threads(1)
         return contextlib.nullcontext()
 
@@ -116,6 +118,53 @@ def get_backend(name: str | Backend = "numpy", dtype=np.float32) -> Backend:
         return Backend("cupy", cupy, dtype, cache_blocking=False)
     raise GraphflowError(f"unknown backend {name!r}; use 'numpy' or 'cupy'")
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Cache blocking. Learner calls are independent per node and example, so a large call can run in
+# blocks of rows. Arrays are [T, B, n2, n3, ..., width] (tasks, examples, node axes); a block is a
+# range of axis 2 and, when one unit of axis 2 is already more than a block (a dense weight block's
+# input unit with thousands of output neurons), a range of axis 3 too. An array broadcast along an
+# axis (size 1 there) is taken whole along it.
+
+Block = tuple
+"""((lo2, hi2), (lo3, hi3) or None): a block of the node axes 2 and 3."""
+
+
+def node_blocks(shape: tuple, block_rows: int) -> list[Block]:
+    """Blocks of about ``block_rows`` rows covering the leading ``shape`` [T, B, n2, n3, ...].
+
+    >>> node_blocks((1, 8, 5, 100), 1600)
+    [((0, 2), None), ((2, 4), None), ((4, 5), None)]
+    >>> node_blocks((1, 8, 2, 1000), 4000)
+    [((0, 1), (0, 500)), ((0, 1), (500, 1000)), ((1, 2), (0, 500)), ((1, 2), (500, 1000))]
+    >>> node_blocks((1, 8, 2), 4000)
+    [((0, 2), None)]
+    """
+    rows = int(np.prod(shape))
+    if len(shape) < 3 or rows < 2 * block_rows or shape[2] * (shape[3] if len(shape) > 3 else 1) < 2:
+        return [((0, shape[2]) if len(shape) > 2 else (0, 1), None)]
+    n2 = shape[2]
+    per2 = rows // n2
+    if per2 <= block_rows or len(shape) < 4 or shape[3] < 2:
+        step = max(1, block_rows // per2)
+        return [((lo, min(lo + step, n2)), None) for lo in range(0, n2, step)]
+    n3 = shape[3]
+    step = max(1, block_rows // (per2 // n3))
+    return [((i, i + 1), (lo, min(lo + step, n3))) for i in range(n2) for lo in range(0, n3, step)]
+
+
+def block_part(a, block: Block):
+    """The view of ``a`` [T, B, n2, n3, ..., width] that a block covers; axes along which ``a`` is
+    broadcast (size 1) are taken whole."""
+    if a is None:
+        return None
+    index = [slice(None), slice(None)]
+    for axis, bounds in ((2, block[0]), (3, block[1])):
+        if axis >= a.ndim - 1:
+            break
+        index.append(slice(*bounds) if bounds is not None and a.shape[axis] > 1 else slice(None))
+    return a[tuple(index)]
 
 # ------------------------------------------------------------------------------------------------
 # BLAS threads. numpy's wheels ship OpenBLAS, which runs its own threads inside every matmul; when
@@ -175,3 +224,39 @@ def blas_threads(n: int):
         yield
     finally:
         setter(before)
+
+
+# ------------------------------------------------------------------------------------------------
+# Freed memory. A step allocates and frees many mid-sized arrays (a few MB per block of a learner
+# call; a meta-step's tape holds gigabytes). By default glibc gives freed memory above 128 KiB back
+# to the kernel, and the next step page-faults it in again: a MNIST meta-step took about 600,000
+# page faults. Keeping it in the process makes the step faster (docs/performance.md, "Allocator").
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+MALLOC_SETTINGS = {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30, "top_pad": 64 << 20}
+"""Arrays below 32 MiB come from the heap; up to 1 GiB of freed heap is kept for reuse."""
+
+
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse (:data:`MALLOC_SETTINGS`), once per
+    process; returns whether it did.
+
+    It does nothing with ``GRAPHFLOW_MALLOC=system`` in the environment, when the user set glibc's
+    own ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_TOP_PAD_``, or on
+    another C library.
+    """
+    if os.environ.get("GRAPHFLOW_MALLOC", "").lower() == "system":
+        return False
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, MALLOC_SETTINGS["mmap_threshold"]),
+        (_M_TRIM_THRESHOLD, MALLOC_SETTINGS["trim_threshold"]),
+        (_M_TOP_PAD, MALLOC_SETTINGS["top_pad"]),
+    ))

@@ -159,9 +159,9 @@ class KinkMonitor:
         if d.size:
             self.margin = min(self.margin, float(d.min()))
 
-    def maximum(self, a, b):
+    def maximum(self, a, b, **kwargs):
         self._see(abs(_plain(a) - _plain(b)))
-        return self._xp.maximum(a, b)
+        return self._xp.maximum(a, b, **kwargs)
 
     def abs(self, a):
         self._see(abs(_plain(a)))

@@ -339,11 +339,28 @@ def _make_namespace(xp):
                 parents.append((a, lambda g, sl=tuple(sl): g[sl]))
         return Var(out, tuple(parents))
 
-    def fused(forward, backward, inputs):
+    def fused(forward, backward, inputs, blocked: int = 0, blocks=None):
         """One recorded stage for ``forward(xp, *inputs) -> (out, residuals)`` whose VJP
-        ``backward(xp, inputs, residuals, g)`` returns the gradients of all inputs at once."""
+        ``backward(xp, inputs, residuals, g)`` returns the gradients of all inputs at once.
+
+        Stages that are independent per node and example: the first ``blocked`` inputs broadcast
+        together to the output's leading shape ``[T, B, n2, n3, ...]`` (the others are parameters).
+        With ``blocks`` given, ``blocks(fn, shape)`` returns ``[fn(block, single), ...]`` over blocks of
+        the node axes (:func:`graphflow.backend.node_blocks`; the engine runs them in cache-sized
+        pieces on its threads); forward and backward then run block by block, each blocked input
+        taken where the block sits (whole along axes it is broadcast over). Outputs and the blocked
+        inputs' gradients are assembled where the blocks sit (summed along broadcast axes); the
+        parameters' gradients are summed.
+        """
         values = tuple(_val(a) for a in inputs)
-        out, residuals = forward(xp, *values)
+        shape = np.broadcast_shapes(*(tuple(v.shape[:-1]) for v in values[:blocked])) if blocked else ()
+        if blocks is None or len(shape) < 3 or any(v.ndim != len(shape) + 1 for v in values[:blocked]):
+            out, residuals = forward(xp, *values)
+
+            def backward_all(g):
+                return backward(xp, values, residuals, g)
+        else:
+            out, backward_all = _node_blocked(xp, forward, backward, values, blocked, blocks, shape)
         traced = [k for k, a in enumerate(inputs) if isinstance(a, Var)]
         if not traced:
             return out
@@ -352,7 +369,7 @@ def _make_namespace(xp):
         def pull(k):
             def vjp(g):
                 if cache.get("g") is not g:
-                    cache.update(g=g, grads=backward(xp, values, residuals, g), left=len(traced))
+                    cache.update(g=g, grads=backward_all(g), left=len(traced))
                 grad_k = cache["grads"][k]
                 cache["left"] -= 1
                 if cache["left"] == 0:  # every input has its share: free the stage's gradients
@@ -366,6 +383,46 @@ def _make_namespace(xp):
     overrides = dict(fused=fused, tanh=tanh, exp=exp, log=log, abs=abs_, maximum=maximum, clip=clip, sum=sum_, max=max_,
                      broadcast_to=broadcast_to, where=where, moveaxis=moveaxis, concatenate=concatenate)
     return _Namespace(xp, overrides)
+
+
+def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape):
+    """A fused stage over blocks of the node axes (see ``fused``): (output, cotangent -> gradients)."""
+    from graphflow.backend import block_part
+
+    params = values[blocked:]
+
+    def pieces(block):
+        return tuple(block_part(v, block) for v in values[:blocked]) + params
+
+    results = blocks(lambda block, single: (block, forward(xp, *pieces(block))), shape)
+    residuals = {block: res for block, (_, res) in results}
+    if len(results) == 1:
+        out = results[0][1][0]
+    else:
+        first = results[0][1][0]
+        out = xp.empty(tuple(shape) + first.shape[-1:], dtype=first.dtype)
+        for block, (o, _) in results:
+            block_part(out, block)[...] = o
+
+    def backward_all(g):
+        grads = blocks(lambda block, single: (block, backward(xp, pieces(block), residuals[block], block_part(g, block))),
+                       shape)
+        if len(grads) == 1:
+            return list(grads[0][1])
+        joined = []
+        for k in range(len(values)):
+            if k < blocked:  # each block's share, added where the block sits (summed where broadcast)
+                total = xp.zeros(values[k].shape, dtype=grads[0][1][k].dtype)
+                for block, gr in grads:
+                    block_part(total, block)[...] += gr[k]
+            else:
+                total = grads[0][1][k]
+                for _, gr in grads[1:]:
+                    total = total + gr[k]
+            joined.append(total)
+        return joined
+
+    return out, backward_all
 
 
 class _Namespace:

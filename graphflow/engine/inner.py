@@ -11,11 +11,12 @@ so that the same code runs on numpy and CuPy.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphflow.backend import Backend, get_backend
+from graphflow.backend import Backend, block_part, get_backend, node_blocks
 from graphflow.graph import kinds
 from graphflow.graph.blocks import (
     ActivationNodes,
@@ -28,6 +29,12 @@ from graphflow.graph.blocks import (
 from graphflow.learners.cells import gru_cell, stateless_cell
 from graphflow.learners.protocol import Protocol, slot_layout
 from graphflow.schedule import schedule as make_schedule
+
+
+def default_threads() -> int:
+    """The engine's threads unless told: the cores, at most 2 (the machine kind the blocking was
+    tuned on; more threads on a memory-bound step are unmeasured)."""
+    return min(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -85,7 +92,7 @@ class Engine:
     def __init__(self, graph, protocol: Protocol, backend: str | Backend = "numpy", threads: int | None = None,
                  block_rows: int = 4096):
         self.graph = graph
-        self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
+        self.threads = threads if threads is not None else default_threads()
         """Threads for large learner calls (numpy backend; CuPy runs them in one piece on the GPU)."""
         self.block_rows = block_rows
         self._executor = None
@@ -281,39 +288,52 @@ class Engine:
             raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
                              f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
         act = self.protocol.spec.gru_mlp_activation
-        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act),), streams, carry)[0]
+        blocks = self._node_blocks if self.be.traced else None
+        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks),), streams, carry)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None
         return upd, new[..., new.shape[-1] - layout.message:], new
 
     def _blocked(self, fn, streams, carry=None):
-        """``fn(streams, carry)`` over blocks of the first node axis, on the engine's threads.
+        """``fn(streams, carry)`` over blocks of the node axes, on the engine's threads.
 
         Large learner calls (the weight nodes of a big layer) touch arrays far larger than the
         caches; running them in blocks of a few thousand rows keeps every intermediate in cache,
-        and numpy releases the GIL, so blocks run in parallel. Traced runs (meta-gradients) and
-        small calls run in one piece.
+        and numpy releases the GIL, so blocks run in parallel. Traced runs (meta-gradients) call
+        ``fn`` in one piece; their fused stages do the blocking themselves (:meth:`_node_blocks`).
         """
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams])
-        rows = int(np.prod(shape))
-        if self.be.traced or not self.be.cache_blocking or len(shape) < 3 or rows < 2 * self.block_rows or shape[2] < 2:
+        if self.be.traced:
             return fn(streams, carry)
-        per_unit = rows // shape[2]
-        step = max(1, self.block_rows // per_unit)
-        bounds = [(a, min(a + step, shape[2])) for a in range(0, shape[2], step)]
+        # Each block writes its outputs straight into arrays allocated once (by the first block to
+        # finish): no concatenation afterwards.
+        outputs: list = []
+        lock = threading.Lock()
 
-        def cut(a, lo, hi):
-            return a if a is None or a.shape[2] == 1 else a[:, :, lo:hi]
+        def run(block, single):
+            part = fn([block_part(s, block) for s in streams], block_part(carry, block))
+            if single:
+                return part
+            with lock:
+                if not outputs:
+                    outputs.extend(self.be.xp.empty(shape + a.shape[-1:], dtype=a.dtype) for a in part)
+            for out, a in zip(outputs, part):
+                block_part(out, block)[...] = a
+            return None
 
-        def run(bound):
-            lo, hi = bound
-            return fn([cut(s, lo, hi) for s in streams], cut(carry, lo, hi))
+        parts = self._node_blocks(run, shape)
+        return parts[0] if len(parts) == 1 else tuple(outputs)
 
+    def _node_blocks(self, fn, shape) -> list:
+        """``[fn(block, single), ...]`` over the blocks of ``shape``'s node axes (:func:`node_blocks`,
+        about ``block_rows`` rows each), on the engine's threads; ``single`` says the one block is
+        the whole (small shapes, a GPU, no cache blocking)."""
+        blocks = node_blocks(shape, self.block_rows) if self.be.cache_blocking else [((0, shape[2]), None)]
+        if len(blocks) == 1:
+            return [fn(blocks[0], True)]
         if self.threads > 1:
-            parts = list(self._pool().map(run, bounds))
-        else:
-            parts = [run(b) for b in bounds]
-        return tuple(self.be.xp.concatenate([p[k] for p in parts], axis=2) for k in range(len(parts[0])))
+            return list(self._pool().map(lambda b: fn(b, False), blocks))
+        return [fn(b, False) for b in blocks]
 
     def _pool(self):
         if self._executor is None:

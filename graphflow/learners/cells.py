@@ -69,23 +69,66 @@ def stateless_cell(xp, p, streams, widths):
     return upd, msg
 
 
-def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh"):
+def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks=None):
     """The GRU-like cell of MPLP_SPEC.md; returns the new carry.
 
     u = sigmoid(x Wux + c Wuc + bu), r = sigmoid(x Wrx + c Wrc + br),
     c' = u * c + (1 - u) * tanh(MLPx(x) + MLPc(r * c) + bn).
     The three layers that read x (update gate, reset gate, MLPx's first layer) run as one, stream
-    by stream (:func:`first_layer` with their kernels side by side); the rest is one fused stage
-    (:func:`gru_core_forward`) that a differentiating namespace runs with its own VJP.
+    by stream (:func:`first_layer` with their kernels side by side). A differentiating namespace
+    runs the whole cell as one fused stage with its own VJP (:func:`gru_forward`,
+    :func:`gru_backward`), over blocks of the node axis when ``blocks`` is given (see ``fused`` in
+    :mod:`graphflow.autodiff.tape`).
     """
     kernel = xp.concatenate([p["gru.W_update_x"], p["gru.W_reset_x"], p["gru.next_x_net.dense0.kernel"]], axis=1)
-    xa = first_layer(xp, streams, kernel, widths)
-    inputs = (xa, carry) + tuple(p[name] for name in GRU_CORE_PARAMS)
+    inputs = tuple(streams) + (carry, kernel) + tuple(p[name] for name in GRU_CORE_PARAMS)
     fused = getattr(xp, "fused", None)
     if fused is None:
-        return gru_core_forward(xp, mlp_activation, *inputs)[0]
-    return fused(lambda xp_, *a: gru_core_forward(xp_, mlp_activation, *a),
-                 lambda xp_, a, res, g: gru_core_backward(xp_, mlp_activation, a, res, g), inputs)
+        return gru_forward(xp, mlp_activation, widths, *inputs)[0]
+    return fused(lambda xp_, *a: gru_forward(xp_, mlp_activation, widths, *a),
+                 lambda xp_, a, res, g: gru_backward(xp_, mlp_activation, widths, a, res, g), inputs,
+                 blocked=len(streams) + 1, blocks=blocks)
+
+
+def gru_forward(xp, mlp_activation, widths, *inputs):
+    """(new carry, residuals) of the whole cell; ``inputs`` = streams, carry, first-layer kernel,
+    then the core's parameters (:data:`GRU_CORE_PARAMS`)."""
+    n = len(widths)
+    xa = first_layer(xp, inputs[:n], inputs[n + 1], widths)
+    return gru_core_forward(xp, mlp_activation, xa, inputs[n], *inputs[n + 2:])
+
+
+def gru_backward(xp, mlp_activation, widths, inputs, residuals, g):
+    """Gradients of every input of :func:`gru_forward` (each stream at its own broadcast shape)."""
+    n = len(widths)
+    streams, kernel = inputs[:n], inputs[n + 1]
+    dxa, dc, *dcore = gru_core_backward(xp, mlp_activation, (None,) + tuple(inputs[n:n + 1]) + tuple(inputs[n + 2:]),
+                                        residuals, g)
+    dstreams, dkernel = first_layer_backward(xp, streams, kernel, widths, dxa)
+    return tuple(dstreams) + (dc, dkernel) + tuple(dcore)
+
+
+def first_layer_backward(xp, streams, kernel, widths, dout):
+    """Gradients of :func:`first_layer` given its output's cotangent ``dout``: each stream's, at
+    the stream's own (broadcast) shape, and the kernel's."""
+    dstreams, drows = [], []
+    row = 0
+    for stream, width in zip(streams, widths):
+        rows = kernel[row:row + width]
+        row += width
+        d = _sum_to(dout, tuple(stream.shape[:-1]))
+        dstreams.append(linear(d, rows.T))
+        drows.append(_rows(stream).T @ _rows(d))
+    return dstreams, xp.concatenate(drows, axis=0)
+
+
+def _sum_to(a, lead: tuple):
+    """``a`` [..., F] summed over the leading axes along which ``lead`` is broadcast: [*lead, F]."""
+    extra = a.ndim - 1 - len(lead)
+    if extra:
+        a = a.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (want, have) in enumerate(zip(lead, a.shape[:-1])) if want == 1 and have != 1)
+    return a.sum(axis=axes, keepdims=True) if axes else a
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,26 +147,65 @@ GRU_CORE_PARAMS = (
 )
 
 
-def _act_grad(mlp_activation: str, h):
-    """d act / d pre-activation, from the activation's output h."""
-    return 1.0 - h * h if mlp_activation == "tanh" else (h > 0).astype(h.dtype)
+def _times_act_grad(xp, mlp_activation: str, d, h):
+    """``d *= act'(pre-activation)`` in place, from the activation's output ``h``."""
+    if mlp_activation == "tanh":  # d * (1 - h^2) = d - (d h) h
+        t = d * h
+        t *= h
+        d -= t
+    else:
+        d *= h > 0
+    return d
 
+
+def _act_(xp, mlp_activation: str, a):
+    """The MLP activation in place."""
+    return xp.tanh(a, out=a) if mlp_activation == "tanh" else xp.maximum(a, 0, out=a)
+
+
+def _sigmoid_(xp, a):
+    """:func:`sigmoid` in place."""
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+    return a
+
+
+# The core runs on plain arrays only (a differentiating namespace calls it inside its fused stage),
+# so it works in place on its own temporaries: fewer passes over memory and fewer allocations.
 
 def gru_core_forward(xp, mlp_activation, xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x,
                      K0c, b0c, K1c, b1c, K2c):
     """``xa`` holds x's terms of the update gate, the reset gate and MLPx's first layer side by side."""
-    act = xp.tanh if mlp_activation == "tanh" else (lambda a: xp.maximum(a, 0))
     width = c.shape[-1]
     xu, xr, xh = xa[..., :width], xa[..., width:2 * width], xa[..., 2 * width:]
-    u = sigmoid(xp, xu + linear(c, Wuc) + bu)
-    r = sigmoid(xp, xr + linear(c, Wrc) + br)
-    h1 = act(xh + b0x)
-    h2 = act(linear(h1, K1x) + b1x)
+    u = linear(c, Wuc)
+    u += xu
+    u += bu
+    u = _sigmoid_(xp, u)
+    r = linear(c, Wrc)
+    r += xr
+    r += br
+    r = _sigmoid_(xp, r)
+    h1 = _act_(xp, mlp_activation, xh + b0x)
+    h2 = linear(h1, K1x)
+    h2 += b1x
+    h2 = _act_(xp, mlp_activation, h2)
     rc = r * c
-    g1 = act(linear(rc, K0c) + b0c)
-    g2 = act(linear(g1, K1c) + b1c)
-    n = xp.tanh(linear(h2, K2x) + linear(g2, K2c) + bn)
-    out = u * c + (1.0 - u) * n
+    g1 = linear(rc, K0c)
+    g1 += b0c
+    g1 = _act_(xp, mlp_activation, g1)
+    g2 = linear(g1, K1c)
+    g2 += b1c
+    g2 = _act_(xp, mlp_activation, g2)
+    n = linear(h2, K2x)
+    n += linear(g2, K2c)
+    n += bn
+    n = xp.tanh(n, out=n)
+    out = c - n  # u c + (1 - u) n = n + u (c - n)
+    out *= u
+    out += n
     return out, (u, r, h1, h2, rc, g1, g2, n)
 
 
@@ -135,25 +217,38 @@ def gru_core_backward(xp, mlp_activation, inputs, residuals, g):
     """Gradients of every input of :func:`gru_core_forward` given the output cotangent ``g``."""
     xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x, K0c, b0c, K1c, b1c, K2c = inputs
     u, r, h1, h2, rc, g1, g2, n = residuals
-    du = g * (c - n) * u * (1.0 - u)           # through the update gate's sigmoid
-    dn = g * (1.0 - u) * (1.0 - n * n)         # through tanh of the candidate
+    c_rows = _rows(c)
+    one_minus_u = 1.0 - u
+    du = c - n                                 # through the update gate's sigmoid
+    du *= g
+    du *= u
+    du *= one_minus_u
+    dn = n * n                                 # through tanh of the candidate
+    xp.subtract(1.0, dn, out=dn)
+    dn *= g
+    dn *= one_minus_u
     dc = g * u
     gK2x = _rows(h2).T @ _rows(dn)
-    dh2 = linear(dn, K2x.T) * _act_grad(mlp_activation, h2)
+    dh2 = _times_act_grad(xp, mlp_activation, linear(dn, K2x.T), h2)
     gK1x = _rows(h1).T @ _rows(dh2)
-    dh1 = linear(dh2, K1x.T) * _act_grad(mlp_activation, h1)
+    dh1 = _times_act_grad(xp, mlp_activation, linear(dh2, K1x.T), h1)
     gK2c = _rows(g2).T @ _rows(dn)
-    dg2 = linear(dn, K2c.T) * _act_grad(mlp_activation, g2)
+    dg2 = _times_act_grad(xp, mlp_activation, linear(dn, K2c.T), g2)
     gK1c = _rows(g1).T @ _rows(dg2)
-    dg1 = linear(dg2, K1c.T) * _act_grad(mlp_activation, g1)
+    dg1 = _times_act_grad(xp, mlp_activation, linear(dg2, K1c.T), g1)
     gK0c = _rows(rc).T @ _rows(dg1)
     drc = linear(dg1, K0c.T)
-    dr = drc * c * r * (1.0 - r)               # through the reset gate's sigmoid
-    dc = dc + drc * r + linear(du, Wuc.T) + linear(dr, Wrc.T)
+    dr = drc * c                               # through the reset gate's sigmoid
+    dr *= r
+    dr *= 1.0 - r
+    drc *= r
+    dc += drc
+    dc += linear(du, Wuc.T)
+    dc += linear(dr, Wrc.T)
 
     def colsum(a):
         return _rows(a).sum(axis=0)
 
-    return (xp.concatenate([du, dr, dh1], axis=-1), dc, _rows(c).T @ _rows(du), colsum(du),
-            _rows(c).T @ _rows(dr), colsum(dr),
+    return (xp.concatenate([du, dr, dh1], axis=-1), dc, c_rows.T @ _rows(du), colsum(du),
+            c_rows.T @ _rows(dr), colsum(dr),
             colsum(dn), colsum(dh1), gK1x, colsum(dh2), gK2x, gK0c, colsum(dg1), gK1c, colsum(dg2), gK2c)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow.engine import Engine, NetState
+from graphflow.engine.inner import default_threads
 from graphflow.errors import GraphflowError
 from graphflow.graph import build
 from graphflow.learners.protocol import Protocol
@@ -119,8 +120,11 @@ class Trainer:
         trainable = self.protocol.trainable(train_g=self.exp.meta.train_g)
         if self.init is not None:
             trainable = trainable + [f"init::{k}" for k in self.init]
-        self.metagrads = [MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable)
-                         for _ in range(min(self.exp.threads, self.exp.meta.outer_batch))]
+        shards = min(self.exp.threads, self.exp.meta.outer_batch)
+        # The cores are shared: each shard's engine splits its large learner calls over its share.
+        per_shard = max(1, default_threads() // shards)
+        self.metagrads = [MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable, threads=per_shard)
+                         for _ in range(shards)]
 
     # ------------------------------------------------------------------ one meta-step
     def meta_step(self) -> dict:

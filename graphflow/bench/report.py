@@ -47,6 +47,8 @@ def format_table(report: dict) -> str:
            f"numpy {m['numpy']}, {m['blas']} ({m.get('blas_threads')} BLAS threads)"
            + (f", load average {m['load_average'][0]}" if m.get("load_average") else "")
            + (f" at the start, {m['load_average_end'][0]} at the end" if m.get("load_average_end") else "")]
+    if m.get("allocator"):
+        out.append(f"allocator: {m['allocator']}")
     lim = m.get("limits") or {}
     if lim:
         shape = "x".join(map(str, lim["matmul_shape"]))
@@ -56,7 +58,7 @@ def format_table(report: dict) -> str:
     timed = [c for c in cases if c["kind"] in ("inner-step", "meta-step")]
     if timed:
         header = ["case", "graphflow", "dense", "dense/gf", "interpreter", "interp/gf", "reference*", "ref/gf",
-                  "dense GFLOP/s (of peak)"]
+                  "dense GFLOP/s (of peak)", "floor**"]
         rows = []
         for c in timed:
             gflops = "-"
@@ -66,10 +68,13 @@ def format_table(report: dict) -> str:
             rows.append([c["name"] + (" (variant)" if c.get("variant") else ""), format_seconds(c["seconds"]),
                          format_seconds(c.get("dense_seconds")), _ratio(c.get("dense_ratio")),
                          format_seconds(c.get("interpreter_seconds")), _ratio(c.get("interpreter_ratio")),
-                         format_seconds(c.get("reference_seconds")), _ratio(c.get("reference_ratio")), gflops])
+                         format_seconds(c.get("reference_seconds")), _ratio(c.get("reference_ratio")), gflops,
+                         format_seconds(c.get("floor_seconds"))])
         out += [""] + _rows(header, rows)
         out.append(f"ratios: {report['ratio_definition']}")
         out.append(f"* reference: {REFERENCE_LABEL}")
+        out.append("** floor: the step's matmul FLOPs at the machine's peak (meta-steps: an estimate, 3 x inner steps); "
+                   "no numpy step can be faster")
         for c in timed:
             if c.get("dense_forward_equivalents") is not None:
                 out.append(f"{c['name']}: one meta-step costs {c['dense_forward_equivalents']:.1f} dense inner steps "
@@ -103,7 +108,10 @@ def format_table(report: dict) -> str:
         for t in report["targets"]:
             mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
             value = "-" if t["value"] is None else f"{t['value']:.3g}"
-            out.append(f"  [{mark}] {t['case']} {t['metric']} = {value} (target {t['target']}): {t['goal']}")
+            bound = ""
+            if t.get("bound") is not None:
+                bound = f"; at matmul peak it would be {t['bound']:.3g}" + ("" if t["attainable"] else ", short of the target")
+            out.append(f"  [{mark}] {t['case']} {t['metric']} = {value} (target {t['target']}{bound}): {t['goal']}")
     return "\n".join(out)
 
 

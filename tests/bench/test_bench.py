@@ -82,6 +82,36 @@ def test_targets_are_evaluated(quick_run):
     assert all(t["met"] in (True, False, None) for t in targets)
 
 
+def test_floors_and_target_bounds(quick_run):
+    """Each inner case carries the time its matmul FLOPs take at the machine's peak; ratio targets
+    against a baseline say what ratio that floor would allow."""
+    report = quick_run[0]
+    cases = {c["name"]: c for c in report["cases"]}
+    peak = report["machine"]["limits"]["matmul_peak_gflops"]
+    for name in ("sinusoid-inner", "mnist-inner", "mnist784-inner"):
+        case = cases[name]
+        assert case["floor_seconds"] == pytest.approx(case["flops_per_step"] / peak / 1e9)
+        assert case["floor_seconds"] < case["dense_seconds"]  # nothing runs above peak
+    target = next(t for t in report["targets"] if t["case"] == "sinusoid-inner" and t["metric"] == "reference_ratio")
+    assert target["bound"] == pytest.approx(cases["sinusoid-inner"]["reference_seconds"] / cases["sinusoid-inner"]["floor_seconds"])
+    assert target["attainable"] == (target["bound"] >= 3.0)
+    assert "allocator" in report["machine"]
+
+
+def test_meta_floor_is_three_inner_floors_per_unrolled_step():
+    from graphflow.bench.runner import add_meta_floors, evaluate_targets
+
+    cases = [{"name": "sinusoid-inner", "floor_seconds": 0.005},
+             {"name": "sinusoid-meta", "inner_steps": 5, "seconds": 0.2, "reference_seconds": 0.386, "reference_ratio": 1.93},
+             {"name": "mnist-inner", "floor_seconds": 0.01},
+             {"name": "mnist-meta", "inner_steps": 2, "variant": "2 steps", "seconds": 0.1}]
+    add_meta_floors(cases)
+    assert cases[1]["floor_seconds"] == pytest.approx(0.075) and "estimate" in cases[1]["floor_note"]
+    assert "floor_seconds" not in cases[3]  # a shortened --quick variant gets no floor
+    target = next(t for t in evaluate_targets(cases) if t["case"] == "sinusoid-meta")
+    assert target["bound"] == pytest.approx(0.386 / 0.075) and target["attainable"] is True
+
+
 def test_unknown_case_is_a_clear_error(capsys):
     assert main(["bench", "--quick", "--cases", "sinusoid-inner,nope"]) == 2
     assert "unknown benchmark case(s) nope; known: sinusoid-inner" in capsys.readouterr().err

@@ -275,10 +275,11 @@ class Engine:
         layout = self.layouts[slot.key]
         p = self.learner_params[slot.group]
         xp = self.be.xp
+        blocks = self._node_blocks if self.be.traced else None
         if self.protocol.spec.kind == "stateless":
             if not layout.has_parameter:
-                return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths)[1:], streams)[0], None
-            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths), streams)
+                return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks)[1:], streams)[0], None
+            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks), streams)
             return upd, msg, None
         carry = state.carries.get(slot.key)
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
@@ -288,7 +289,6 @@ class Engine:
             raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
                              f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
         act = self.protocol.spec.gru_mlp_activation
-        blocks = self._node_blocks if self.be.traced else None
         new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks),), streams, carry)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None

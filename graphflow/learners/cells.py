@@ -53,20 +53,78 @@ def sigmoid(xp, a):
     return 0.5 + 0.5 * xp.tanh(0.5 * a)
 
 
-def stateless_cell(xp, p, streams, widths):
+def stateless_cell(xp, p, streams, widths, blocks=None):
     """MLPs f and g: 80 -> 40 -> out, ReLU, ReLU, tanh. Returns (f output [..., 1], g output [..., k]).
 
-    ``f`` is skipped (None) when the node has no parameter (``p`` has no ``f.*`` entries).
+    ``f`` is skipped (None) when the node has no parameter (``p`` has no ``f.*`` entries). A
+    differentiating namespace runs both MLPs as one fused stage with its own VJP
+    (:func:`stateless_forward`, :func:`stateless_backward`), over blocks of the node axes when
+    ``blocks`` is given.
     """
-    g0 = first_layer(xp, streams, p["g.dense0.kernel"], widths) + p["g.dense0.bias"]
-    g1 = relu(xp, linear(relu(xp, g0), p["g.dense1.kernel"]) + p["g.dense1.bias"])
-    msg = xp.tanh(linear(g1, p["g.dense2.kernel"]) + p["g.dense2.bias"])
-    if "f.dense0.kernel" not in p:
-        return None, msg
-    f0 = first_layer(xp, streams, p["f.dense0.kernel"], widths) + p["f.dense0.bias"]
-    f1 = relu(xp, linear(relu(xp, f0), p["f.dense1.kernel"]) + p["f.dense1.bias"])
-    upd = xp.tanh(linear(f1, p["f.dense2.kernel"]) + p["f.dense2.bias"])
-    return upd, msg
+    nets = ("g", "f") if "f.dense0.kernel" in p else ("g",)
+    inputs = tuple(streams) + tuple(p[f"{net}.{name}"] for net in nets for name in MLP_PARAMS)
+    fused = getattr(xp, "fused", None)
+    if fused is None:
+        out = stateless_forward(xp, widths, len(nets), *inputs)[0]
+    else:
+        out = fused(lambda xp_, *a: stateless_forward(xp_, widths, len(nets), *a),
+                    lambda xp_, a, res, g: stateless_backward(xp_, widths, len(nets), a, res, g), inputs,
+                    blocked=len(streams), blocks=blocks)
+    k = p["g.dense2.kernel"].shape[-1]
+    return (out[..., k:] if len(nets) == 2 else None), out[..., :k]
+
+
+MLP_PARAMS = ("dense0.kernel", "dense0.bias", "dense1.kernel", "dense1.bias", "dense2.kernel", "dense2.bias")
+"""The parameters of one stateless MLP (g or f), in the order the fused stage takes them."""
+
+
+def _relu_(xp, a):
+    return xp.maximum(a, 0, out=a)
+
+
+def stateless_forward(xp, widths, nets: int, *inputs):
+    """([g output | f output], residuals) of the stateless learner's MLPs; ``inputs`` = streams,
+    then :data:`MLP_PARAMS` of g (and of f)."""
+    n = len(widths)
+    streams, outs, residuals = inputs[:n], [], []
+    for j in range(nets):
+        K0, b0, K1, b1, K2, b2 = inputs[n + 6 * j:n + 6 * j + 6]
+        a0 = first_layer(xp, streams, K0, widths)
+        a0 += b0
+        a0 = _relu_(xp, a0)
+        a1 = linear(a0, K1)
+        a1 += b1
+        a1 = _relu_(xp, a1)
+        o = linear(a1, K2)
+        o += b2
+        o = xp.tanh(o, out=o)
+        outs.append(o)
+        residuals.append((a0, a1, o))
+    return (outs[0] if nets == 1 else xp.concatenate(outs, axis=-1)), residuals
+
+
+def stateless_backward(xp, widths, nets: int, inputs, residuals, g):
+    """Gradients of every input of :func:`stateless_forward` given the output cotangent ``g``."""
+    n = len(widths)
+    streams = inputs[:n]
+    dstreams, dparams, col = None, [], 0
+    for j in range(nets):
+        K0, b0, K1, b1, K2, b2 = inputs[n + 6 * j:n + 6 * j + 6]
+        a0, a1, o = residuals[j]
+        width = o.shape[-1]
+        d2 = o * o                              # through tanh
+        xp.subtract(1.0, d2, out=d2)
+        d2 *= g[..., col:col + width]
+        col += width
+        d1 = linear(d2, K2.T)
+        d1 *= a1 > 0                             # through relu
+        d0 = linear(d1, K1.T)
+        d0 *= a0 > 0
+        ds, dK0 = first_layer_backward(xp, streams, K0, widths, d0)
+        dstreams = ds if dstreams is None else [a + b for a, b in zip(dstreams, ds)]
+        dparams += [dK0, _rows(d0).sum(axis=0), _rows(a0).T @ _rows(d1), _rows(d1).sum(axis=0),
+                    _rows(a1).T @ _rows(d2), _rows(d2).sum(axis=0)]
+    return tuple(dstreams) + tuple(dparams)
 
 
 def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks=None):

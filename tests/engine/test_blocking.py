@@ -52,14 +52,16 @@ def test_blocked_learner_calls_match_one_piece(kind, sparse):
 
 @pytest.mark.parametrize("block_rows", [16, 80])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_blocked_meta_gradient_matches_one_piece(sparse, block_rows):
-    """The traced GRU stage runs forward and backward block by block (16 rows: blocks of single
-    weights, cutting both node axes; 80 rows: ranges of input units); every gradient, of the
-    protocol and of a MAML initial network, equals the one-piece gradient (float64)."""
+@pytest.mark.parametrize("kind", ["stateful", "stateless"])
+def test_blocked_meta_gradient_matches_one_piece(kind, sparse, block_rows):
+    """The traced learner stage (GRU cell, or the f and g MLPs) runs forward and backward block by
+    block (16 rows: blocks of single weights, cutting both node axes; 80 rows: ranges of input
+    units); every gradient, of the protocol and of a MAML initial network, equals the one-piece
+    gradient (float64)."""
     from graphflow.meta.metaloss import MetaBatch, MetaGradient
 
     g = _graph(sparse)
-    protocol = Protocol.init(g, gf.LearnerSpec(kind="stateful", message_size=3, hidden=2), seed=1)
+    protocol = Protocol.init(g, gf.LearnerSpec(kind=kind, message_size=3, hidden=2), seed=1)
     rng = np.random.default_rng(3)
     n_out = g.targets[0].size
     tasks, steps, batch = 2, 2, 5

@@ -28,13 +28,16 @@ def _graph(sparse: bool):
     return gf.build(net)
 
 
+@pytest.mark.parametrize("split", ["blocks", "one-per-thread"])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("kind", ["stateful", "stateless"])
-def test_blocked_learner_calls_match_one_piece(kind, sparse):
+def test_blocked_learner_calls_match_one_piece(kind, sparse, split):
     g = _graph(sparse)
     protocol = Protocol.init(g, gf.LearnerSpec(kind=kind, message_size=3, hidden=2), seed=1)
     whole = Engine(g, protocol, threads=1, block_rows=10**9)
-    blocked = Engine(g, protocol, threads=2, block_rows=16)
+    # blocks of 16 rows; or calls under 2 x block_rows split in two halves (min_block_rows)
+    blocked = (Engine(g, protocol, threads=2, block_rows=16) if split == "blocks"
+               else Engine(g, protocol, threads=2, block_rows=10**9, min_block_rows=16))
     rng = np.random.default_rng(2)
     s1 = whole.init_network(rng, tasks=2)
     s2 = whole.network_from_arrays({k: v.copy() for k, v in s1.params.items()})

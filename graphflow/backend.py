@@ -119,7 +119,6 @@ def get_backend(name: str | Backend = "numpy", dtype=np.float32) -> Backend:
     raise GraphflowError(f"unknown backend {name!r}; use 'numpy' or 'cupy'")
 
 
-
 # ------------------------------------------------------------------------------------------------
 # Cache blocking. Learner calls are independent per node and example, so a large call can run in
 # blocks of rows. Arrays are [T, B, n2, n3, ..., width] (tasks, examples, node axes); a block is a
@@ -165,6 +164,7 @@ def block_part(a, block: Block):
             break
         index.append(slice(*bounds) if bounds is not None and a.shape[axis] > 1 else slice(None))
     return a[tuple(index)]
+
 
 # ------------------------------------------------------------------------------------------------
 # BLAS threads. numpy's wheels ship OpenBLAS, which runs its own threads inside every matmul; when

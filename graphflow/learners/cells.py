@@ -44,15 +44,6 @@ def first_layer(xp, streams, kernel, widths):
     return out
 
 
-def relu(xp, a):
-    return xp.maximum(a, 0)
-
-
-def sigmoid(xp, a):
-    """Logistic function in its overflow-free tanh form."""
-    return 0.5 + 0.5 * xp.tanh(0.5 * a)
-
-
 def stateless_cell(xp, p, streams, widths, blocks=None):
     """MLPs f and g: 80 -> 40 -> out, ReLU, ReLU, tanh. Returns (f output [..., 1], g output [..., k]).
 
@@ -222,7 +213,7 @@ def _act_(xp, mlp_activation: str, a):
 
 
 def _sigmoid_(xp, a):
-    """:func:`sigmoid` in place."""
+    """The logistic function in its overflow-free tanh form, 0.5 + 0.5 tanh(a / 2), in place."""
     a *= 0.5
     xp.tanh(a, out=a)
     a *= 0.5

@@ -234,3 +234,25 @@ def test_cosine_learning_rate_schedule():
     assert tr.learning_rate(100) == pytest.approx(1e-4) and tr.learning_rate(150) == pytest.approx(1e-4)
     constant = trainer(learning_rate=3e-4)
     assert constant.learning_rate(0) == constant.learning_rate(10**6) == 3e-4
+
+
+def test_task_shards_share_the_cores(tmp_path):
+    """``threads`` splits an outer batch into shards computed in parallel; each shard's engine then
+    splits its large learner calls over its share of the cores only, and the sharded meta-gradient
+    is the unsharded one."""
+    from graphflow.engine.inner import default_threads
+
+    spec = tiny_experiment().model_dump(mode="json")
+    one = Trainer(ExperimentSpec.model_validate({**spec, "threads": 1}), tmp_path / "one")
+    two = Trainer(ExperimentSpec.model_validate({**spec, "threads": 2}), tmp_path / "two")
+    one.setup()
+    two.setup()
+    assert [m.engine.threads for m in one.metagrads] == [default_threads()]
+    assert [m.engine.threads for m in two.metagrads] == [max(1, default_threads() // 2)] * 2
+    batch = one.tasks.sample(np.random.default_rng(5), 2)
+    init = one._initial(np.array([0, 1]))
+    loss1, grads1 = one._sharded_metagrad(batch, init)
+    loss2, grads2 = two._sharded_metagrad(batch, init)
+    assert loss2 == pytest.approx(loss1, rel=1e-5)
+    for key in grads1:
+        np.testing.assert_allclose(grads2[key], grads1[key], rtol=1e-3, atol=1e-6, err_msg=key)

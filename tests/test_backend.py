@@ -1,4 +1,4 @@
-"""The backend's process-level settings: BLAS threads and glibc's handling of freed memory."""
+"""The backend's process-level allocator setting: glibc keeps freed memory for reuse."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from graphflow.backend import keep_freed_memory, get_backend
 with get_backend("numpy").compute():
     pass
 done = keep_freed_memory()
-# malloc_info-free probe: a freed 8 MiB array comes back at the same address only when glibc keeps
+# Probe: a freed 8 MiB array comes back at the same address only when glibc keeps
 # it in the heap (above the default 128 KiB mmap threshold it is unmapped and mapped anew).
 a = np.empty(2 << 20, np.float32); addr = a.ctypes.data; del a
 b = np.empty(2 << 20, np.float32)

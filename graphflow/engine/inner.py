@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphflow.backend import Backend, block_part, get_backend, node_blocks
-from graphflow.graph import kinds
+from graphflow.graph import data_by_block, kinds
 from graphflow.graph.blocks import (
     ActivationNodes,
     InputNodes,
@@ -178,14 +178,9 @@ class Engine:
     # ------------------------------------------------------------------ forward
     def _feed(self, data, blocks, what: str, lead: list) -> dict:
         """Device arrays [T, B, n] of the named blocks; ``lead`` collects and checks (T, B)."""
-        if not isinstance(data, dict):
-            if len(blocks) != 1:
-                raise ValueError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
-            data = {blocks[0].name: data}
+        data = data_by_block(data, blocks, what)
         out = {}
         for b in blocks:
-            if b.name not in data:
-                raise ValueError(f"{what}: no data for block {b.name!r}")
             a = self.be.asarray(data[b.name])
             if a.ndim == 2:
                 a = a[None]

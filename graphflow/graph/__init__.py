@@ -10,10 +10,10 @@ from graphflow.graph.blocks import (
     WeightNodes,
 )
 from graphflow.graph.build import build
-from graphflow.graph.graph import Graph, NodeSelection, Slot
+from graphflow.graph.graph import Graph, NodeSelection, Slot, data_by_block
 from graphflow.graph.ids import format_id, parse_pattern
 
 __all__ = [
     "ActivationNodes", "Graph", "InputNodes", "LossNodes", "NeuronNodes", "NodeSelection", "Slot",
-    "SoftmaxNodes", "TargetNodes", "WeightNodes", "build", "format_id", "parse_pattern",
+    "SoftmaxNodes", "TargetNodes", "WeightNodes", "build", "data_by_block", "format_id", "parse_pattern",
 ]

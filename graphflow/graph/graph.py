@@ -268,3 +268,16 @@ class Graph:
     def __repr__(self) -> str:
         s = self.stats()
         return f"Graph({s['total_nodes']} nodes, {len(self.blocks)} blocks, {s['learner_groups']} learner groups)"
+
+
+def data_by_block(data, blocks: list, what: str) -> dict:
+    """``{block name: data}`` for the input or target ``blocks``: ``data`` is one array (a graph with
+    one such block) or a dict by block name; errors name what is missing."""
+    if not isinstance(data, dict):
+        if len(blocks) != 1:
+            raise ValueError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
+        return {blocks[0].name: data}
+    for b in blocks:
+        if b.name not in data:
+            raise ValueError(f"{what}: no data for block {b.name!r}")
+    return data

@@ -41,6 +41,7 @@ from graphflow.graph.blocks import (
     TargetNodes,
     WeightNodes,
 )
+from graphflow.graph.graph import data_by_block
 from graphflow.graph.kinds import CE_CLIP
 
 # ----------------------------------------------------------------------------------------------
@@ -196,14 +197,9 @@ class Interpreter:
 
     def _steps(self, data, blocks, what: str) -> list[dict[str, np.ndarray]]:
         """[steps, B, n] (one block) or {block: [steps, B, n]} -> per step {block: [B, n]}."""
-        if not isinstance(data, dict):
-            if len(blocks) != 1:
-                raise ValueError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
-            data = {blocks[0].name: data}
+        data = data_by_block(data, blocks, what)
         arrays = {}
         for b in blocks:
-            if b.name not in data:
-                raise ValueError(f"{what}: no data for block {b.name!r}")
             a = np.asarray(data[b.name], np.float64)
             if a.ndim != 3 or a.shape[-1] != b.size:
                 raise ValueError(f"{what} {b.name!r}: shape {a.shape}, expected [steps, B, {b.size}]")

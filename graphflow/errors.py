@@ -11,3 +11,11 @@ class SpecError(GraphflowError, ValueError):
 
 class GraphError(GraphflowError, ValueError):
     """A graph is structurally invalid: cycle, dangling or duplicate node, fan-in mismatch, ..."""
+
+
+class DataError(GraphflowError, ValueError):
+    """Data handed to the engine or the meta-gradient has the wrong shape, is empty, or names an unknown block."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder (MNIST IDX files, ...) is missing."""

@@ -79,6 +79,12 @@ class Var:
     def __len__(self):
         return len(self.value)
 
+    def __array__(self, *args, **kwargs):
+        # Without this numpy would wrap a Var in a 0-d object array (np.stack, np.asarray, ...),
+        # silently dropping it from the tape.
+        raise TypeError("a traced Var cannot become a plain array: use the traced backend's xp "
+                        "(xp.stack, xp.concatenate, ...) so that the operation is recorded")
+
     def __repr__(self):
         return f"Var({self.value!r})"
 
@@ -380,8 +386,15 @@ def _make_namespace(xp):
 
         return Var(out, tuple((inputs[k], pull(k)) for k in traced))
 
+    def stack(arrays, axis=0):
+        if not any(isinstance(a, Var) for a in arrays):
+            return xp.stack(arrays, axis=axis)
+        out = xp.stack([_val(a) for a in arrays], axis=axis)
+        parents = [(a, lambda g, k=k: xp.take(g, k, axis=axis)) for k, a in enumerate(arrays) if isinstance(a, Var)]
+        return Var(out, tuple(parents))
+
     overrides = dict(fused=fused, tanh=tanh, exp=exp, log=log, abs=abs_, maximum=maximum, clip=clip, sum=sum_, max=max_,
-                     broadcast_to=broadcast_to, where=where, moveaxis=moveaxis, concatenate=concatenate)
+                     broadcast_to=broadcast_to, where=where, moveaxis=moveaxis, concatenate=concatenate, stack=stack)
     return _Namespace(xp, overrides)
 
 
@@ -466,6 +479,14 @@ def grad(tape: Tape, output, wrt: list[Var], seed=None) -> list:
         outputs, seeds = [output], [seed]
     if len(seeds) != len(outputs):
         raise ValueError(f"grad: {len(outputs)} outputs but {len(seeds)} seeds")
+    recorded = {node.id for node in tape.nodes}
+    for k, out in enumerate(outputs):
+        if not isinstance(out, Var):
+            raise ValueError(f"grad: output {k} is a plain {type(out).__name__}, not a Var: it does not depend on "
+                             f"any variable of the tape")
+        if out.id not in recorded:
+            raise ValueError(f"grad: output {k} was not computed on this tape (outside its `with Tape(...)` block, "
+                             f"or on another tape): its gradient would be zero")
     _LOCAL.stack.append(tape)  # vector-Jacobian products use the tape's backend
     try:
         return _backprop(tape, outputs, wrt, seeds)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     _register()
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="graphflow", standalone_mode=False)
     except GraphflowError as err:
         typer.echo(f"error: {err}", err=True)
         return 2
@@ -53,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(err.code or 0)
     except typer.Abort:
         return 1
+    except MemoryError:
+        typer.echo("error: out of memory (the graph, the outer batch or the evaluation is too big for this machine)",
+                   err=True)
+        return 2
     except Exception as err:
         # Usage errors: click's ClickException, or the copy of it that newer typers vendor.
-        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
-            err.show()
+        if callable(getattr(err, "format_message", None)) and isinstance(getattr(err, "exit_code", None), int):
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {err.format_message()}{hint}", err=True)
             return 2
         raise
     # Without standalone mode, click hands back the code of a ``typer.Exit`` instead of raising it.

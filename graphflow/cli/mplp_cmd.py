@@ -78,9 +78,9 @@ def evaluate(
     checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
     prior: Path = typer.Option(None, help="flat prior: the initial network (maml-sinusoid)"),
     data: Path = typer.Option(None, help="directory with the MNIST IDX files (mnist)"),
-    tasks: int = typer.Option(100, help="number of tasks / runs"),
-    seed: int = typer.Option(0),
-    steps: int = typer.Option(None, help="inner steps (default: 5 sinusoid, 2 maml-sinusoid, 20 mnist)"),
+    tasks: int = typer.Option(100, min=1, help="number of tasks / runs"),
+    seed: int = typer.Option(0, min=0, help="seed of the tasks and initial networks"),
+    steps: int = typer.Option(None, min=1, help="inner steps (default: 5 sinusoid, 2 maml-sinusoid, 20 mnist)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     backend: str = typer.Option("numpy", help="numpy or cupy"),
 ) -> None:
@@ -93,9 +93,9 @@ def evaluate(
     if preset == "mnist":
         if data is None:
             fail("mnist needs --data DIR (the directory with t10k-images-idx3-ubyte[.gz])")
-        from graphflow.tasks import load_mnist, prepare_mnist
+        from graphflow.tasks import load_mnist_task
 
-        curve = evaluate_mnist(engine, prepare_mnist(*load_mnist(data)), tasks=tasks, seed=seed, steps=steps or 20)
+        curve = evaluate_mnist(engine, load_mnist_task(data), tasks=tasks, seed=seed, steps=steps or 20)
     else:
         prior_params = load_prior(engine.graph, prior) if prior else None
         default_steps = 2 if preset == "maml-sinusoid" else 5

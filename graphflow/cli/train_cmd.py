@@ -17,7 +17,10 @@ def train(
     config: Path = typer.Argument(..., help="experiment spec (JSON, see schemas/experiment.schema.json)"),
     out: Path = typer.Option(None, help="experiment folder (default: runs/<name>)"),
     resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoint.npz"),
-    steps: int = typer.Option(None, help="stop after this many meta-steps in total (default: the spec's)"),
+    accept_checkpoint: bool = typer.Option(False, "--accept-checkpoint",
+                                           help="with --resume: continue the checkpoint's experiment even where "
+                                                "CONFIG differs from it"),
+    steps: int = typer.Option(None, min=1, help="stop after this many meta-steps in total (default: the spec's)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
@@ -32,8 +35,12 @@ def train(
     if resume:
         if not checkpoint.exists():
             fail(f"--resume: no checkpoint at {checkpoint}")
-        trainer = Trainer.resume(checkpoint, folder)
-        typer.echo(f"resuming {spec.name} at meta-step {trainer.step}", err=True)
+        trainer = Trainer.resume(checkpoint, folder, config=spec, accept_checkpoint=accept_checkpoint)
+        total = steps or trainer.exp.meta.steps
+        if trainer.step >= total:
+            fail(f"{checkpoint} is at meta-step {trainer.step}, the run's {'--steps' if steps else 'meta.steps'} is "
+                 f"{total}: nothing to do (pass a larger --steps to continue)")
+        typer.echo(f"resuming {trainer.exp.name} at meta-step {trainer.step}", err=True)
     else:
         if checkpoint.exists():
             fail(f"{checkpoint} exists: pass --resume to continue it, or choose another --out")
@@ -61,9 +68,9 @@ def _curves(checkpoint: Path | None, tasks: int, seed: int, steps: int | None, l
     curves = {}
     for name, learner in learners.items():
         if exp.task.kind == "mnist":
-            from graphflow.tasks import load_mnist, prepare_mnist
+            from graphflow.tasks import load_mnist_task
 
-            data = prepare_mnist(*load_mnist(exp.task.data_dir))
+            data = load_mnist_task(exp.task.data_dir)
             curves[name] = evaluate_mnist(learner, data, tasks=tasks, seed=seed, steps=n_steps, batch=exp.meta.shots)
         else:
             curves[name] = evaluate_sinusoid(learner, tasks=tasks, seed=seed, steps=n_steps, shots=exp.meta.shots,
@@ -71,18 +78,37 @@ def _curves(checkpoint: Path | None, tasks: int, seed: int, steps: int | None, l
     return curves, meta
 
 
+def check_plot_path(plot: Path | None) -> None:
+    """Refuse a picture format matplotlib cannot write before any work is done."""
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        fail(f"--plot {plot}: use a .png, .svg or .pdf file")
+
+
+def check_finite_curves(curves: dict) -> None:
+    """A protocol (or baseline) whose losses turned NaN or infinite is an error, not a table of NaN."""
+    for name, curve in curves.items():
+        bad = ~np.isfinite(np.asarray(curve.mean, np.float64))
+        if bad.any():
+            step = curve.steps[int(np.argmax(bad))]
+            fail(f"{name}: the {curve.metric} is not finite from inner step {step} on (the learner diverged)")
+
+
 @app.command("eval")
 def evaluate(
-    checkpoint: Path = typer.Argument(None, help="graphflow checkpoint (default: the bundled demo protocol)"),
-    tasks: int = typer.Option(100),
-    seed: int = typer.Option(0),
-    steps: int = typer.Option(None, help="inner steps (default: the experiment's)"),
-    as_json: bool = typer.Option(False, "--json"),
+    checkpoint: Path = typer.Argument(None, help="graphflow checkpoint or training run folder (default: the bundled "
+                                                 "demo protocol)"),
+    tasks: int = typer.Option(100, min=1, help="fresh tasks to evaluate on"),
+    seed: int = typer.Option(0, min=0, help="seed of the tasks and initial networks"),
+    steps: int = typer.Option(None, min=1, help="inner steps (default: the experiment's)"),
+    as_json: bool = typer.Option(False, "--json", help="print the curves as JSON instead of a table"),
     plot: Path = typer.Option(None, help="write the curves to this PNG/SVG"),
-    adam_lr: float = typer.Option(0.01), sgd_lr: float = typer.Option(0.1),
+    adam_lr: float = typer.Option(0.01, min=0.0, help="Adam's learning rate (the backprop baseline)"),
+    sgd_lr: float = typer.Option(0.1, min=0.0, help="SGD's learning rate (the backprop baseline)"),
 ) -> None:
     """Evaluate a learned protocol against Adam and SGD (backprop on the same graph, same tasks)."""
+    check_plot_path(plot)
     curves, meta = _curves(checkpoint, tasks, seed, steps, adam_lr, sgd_lr)
+    check_finite_curves(curves)
     if plot:
         from graphflow.viz.curves import plot_eval_curves
 
@@ -99,10 +125,11 @@ def evaluate(
 @app.command()
 def demo(
     plot: Path = typer.Option(Path("graphflow_demo.png"), help="where to draw the demo"),
-    seed: int = typer.Option(5, help="which sine task and initial network"),
-    tasks: int = typer.Option(100, help="fresh tasks for the summary numbers"),
+    seed: int = typer.Option(5, min=0, help="which sine task and initial network"),
+    tasks: int = typer.Option(100, min=1, help="fresh tasks for the summary numbers"),
 ) -> None:
     """A fresh network learns a sine in 5 steps with graphflow's own learned protocol, next to Adam."""
+    check_plot_path(plot)
     from graphflow.baselines import BackpropBaseline
     from graphflow.engine import Engine
     from graphflow.evaluation import evaluate_sinusoid

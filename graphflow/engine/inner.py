@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphflow.backend import Backend, block_part, get_backend, node_blocks
+from graphflow.errors import DataError
 from graphflow.graph import data_by_block, kinds
 from graphflow.graph.blocks import (
     ActivationNodes,
@@ -185,11 +186,14 @@ class Engine:
             if a.ndim == 2:
                 a = a[None]
             if a.ndim != 3:
-                raise ValueError(f"{what} {b.name!r}: shape {list(a.shape)}; expected [B, {b.size}] or [T, B, {b.size}]")
+                raise DataError(f"{what} {b.name!r}: shape {list(a.shape)}; expected [B, {b.size}] or [T, B, {b.size}]")
+            if a.shape[0] == 0 or a.shape[1] == 0:
+                raise DataError(f"{what} {b.name!r}: an empty batch ([T, B] = {list(a.shape[:2])}); an update is a "
+                                f"mean over examples and needs at least one")
             if a.shape[-1] != b.size:
-                raise ValueError(f"{what} {b.name!r}: last axis {a.shape[-1]} does not match its {b.size} units")
+                raise DataError(f"{what} {b.name!r}: last axis {a.shape[-1]} does not match its {b.size} units")
             if lead and (a.shape[1] != lead[0][1] or a.shape[0] not in (1, lead[0][0]) and lead[0][0] != 1):
-                raise ValueError(f"{what} {b.name!r}: [T, B] = {list(a.shape[:2])} but {lead[1]} has {list(lead[0])}")
+                raise DataError(f"{what} {b.name!r}: [T, B] = {list(a.shape[:2])} but {lead[1]} has {list(lead[0])}")
             if not lead:
                 lead += [tuple(a.shape[:2]), f"{what} {b.name!r}"]
             out[b.name] = a

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphflow.errors import GraphError
+from graphflow.errors import GraphError, GraphflowError
 from graphflow.spec.learner import LearnerSpec
 
 PARAM_ROLES = ("weight", "bias")
@@ -134,6 +134,27 @@ class Protocol:
             kind, group, name = key.split("::")
             (learners if kind == "learner" else norms).setdefault(group, {})[name] = np.asarray(a, np.float32)
         return cls(spec, learners, norms, dict(meta or {}))
+
+    @classmethod
+    def checked(cls, graph, spec: LearnerSpec, flat: dict[str, np.ndarray], source: str,
+                meta: dict | None = None) -> "Protocol":
+        """:meth:`from_flat` after checking ``flat`` against the arrays ``graph`` and ``spec`` need:
+        the same names, shapes and only finite values, or a :class:`GraphflowError` naming the
+        array and ``source`` (the file it came from)."""
+        expected = cls.init(graph, spec).flat()
+        missing = sorted(set(expected) - set(flat))
+        unknown = sorted(set(flat) - set(expected))
+        if missing or unknown:
+            what = (f"missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                    if missing else f"unknown array {unknown[0]}")
+            raise GraphflowError(f"{source}: the protocol does not fit its graph and learner spec: {what}")
+        for key, a in flat.items():
+            if tuple(np.shape(a)) != expected[key].shape:
+                raise GraphflowError(f"{source}: protocol array {key} has shape {list(np.shape(a))}; the graph and "
+                                     f"learner spec need {list(expected[key].shape)}")
+            if not np.all(np.isfinite(a)):
+                raise GraphflowError(f"{source}: protocol array {key} holds NaN or infinite values")
+        return cls.from_flat(spec, flat, meta)
 
     def trainable(self, train_g: bool = True) -> list[str]:
         """Flat names meta-training updates: learner parameters (g optional) and output scales."""

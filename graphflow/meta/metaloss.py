@@ -44,6 +44,23 @@ class MetaBatch:
     xe: np.ndarray | dict
     ye: np.ndarray | dict
 
+    def __post_init__(self):
+        from graphflow.errors import DataError
+
+        for name, ndim, layout in (("x", 4, "[T, steps, B, n]"), ("y", 4, "[T, steps, B, n]"),
+                                   ("xe", 3, "[T, H, n]"), ("ye", 3, "[T, H, n]")):
+            data = getattr(self, name)
+            for block, a in (data.items() if isinstance(data, dict) else [(None, data)]):
+                shape = tuple(np.shape(a))
+                where = f"MetaBatch.{name}" + (f"[{block!r}]" if block is not None else "")
+                if len(shape) != ndim:
+                    raise DataError(f"{where}: shape {list(shape)}; expected {layout}"
+                                    + (" (inner-loop data needs its steps axis)" if ndim == 4 else ""))
+                if 0 in shape:
+                    raise DataError(f"{where}: shape {list(shape)} is empty")
+                if shape[0] != self.tasks:
+                    raise DataError(f"{where}: {shape[0]} tasks, but x has {self.tasks}")
+
     @property
     def steps(self) -> int:
         return _first(self.x).shape[1]

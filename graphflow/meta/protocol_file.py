@@ -1,32 +1,87 @@
 """Loading protocols from graphflow checkpoints (training checkpoints or exported protocol files)
-and the protocol bundled with the package for the demo."""
+and the protocol bundled with the package for the demo.
+
+Every header field and array is checked against the graph and learner the file names, so that a
+damaged or hand-edited file is a clear error naming the field or array, never a silent wrong load.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from graphflow.errors import GraphflowError
 from graphflow.graph import build
 from graphflow.learners.protocol import Protocol
 from graphflow.meta.checkpoint import load_checkpoint, save_checkpoint
-from graphflow.spec import ExperimentSpec, LearnerSpec, parse_graph_spec
+from graphflow.spec import ExperimentSpec, LearnerSpec, format_validation_error, parse_graph_spec
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "sinusoid_demo.npz"
+KINDS = ("graphflow-training-checkpoint", "graphflow-protocol")
+
+
+def validated(model: type[BaseModel], data, what: str, path: Path):
+    """``model.model_validate(data)``, or a GraphflowError naming ``path`` and the field at fault."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise GraphflowError(f"{path}: {format_validation_error(err, what, data)}") from None
+
+
+def header_experiment(meta: dict, path: Path) -> ExperimentSpec:
+    """The experiment a checkpoint header names, checked; its graph and learner copies must agree."""
+    if "experiment" not in meta:
+        raise GraphflowError(f"{path}: the header has no 'experiment'")
+    exp = validated(ExperimentSpec, meta["experiment"], "experiment in the checkpoint header", path)
+    if "graph" in meta and parse_graph_spec(meta["graph"]) != exp.graph:
+        raise GraphflowError(f"{path}: the header's 'graph' differs from its experiment's graph")
+    if "learner" in meta and validated(LearnerSpec, meta["learner"], "learner in the checkpoint header", path) != exp.learner:
+        raise GraphflowError(f"{path}: the header's 'learner' differs from its experiment's learner")
+    return exp
+
+
+def split_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays under ``<prefix>/``, by the rest of their names."""
+    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+
+def check_initial_network(engine, init: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """A MAML initial network's arrays, checked against the graph's parameter shapes."""
+    expected = engine.parameter_shapes()
+    for key in sorted(set(expected) | set(init)):
+        if key not in init:
+            raise GraphflowError(f"{path}: the initial network has no array init/{key}")
+        if key not in expected:
+            raise GraphflowError(f"{path}: init/{key} is not a parameter of the graph")
+        if tuple(init[key].shape) != expected[key]:
+            raise GraphflowError(f"{path}: init/{key} has shape {list(init[key].shape)}; the graph needs "
+                                 f"{list(expected[key])}")
+        if not np.all(np.isfinite(init[key])):
+            raise GraphflowError(f"{path}: init/{key} holds NaN or infinite values")
+    return {k: np.asarray(v, np.float32) for k, v in init.items()}
 
 
 def load_protocol(path: str | Path | None = None):
-    """(graph, protocol, initial network or None, meta) from a graphflow checkpoint (default: bundled demo)."""
+    """(graph, protocol, initial network or None, meta) from a graphflow checkpoint (default: bundled demo).
+
+    ``path`` may also be a training run folder (its ``checkpoint.npz``).
+    """
+    from graphflow.engine import Engine
+
     path = Path(path) if path else BUNDLED
+    if path.is_dir():
+        path = path / "checkpoint.npz"
     arrays, meta = load_checkpoint(path)
-    if meta.get("kind") not in ("graphflow-training-checkpoint", "graphflow-protocol"):
+    if meta.get("kind") not in KINDS:
         raise GraphflowError(f"{path}: not a graphflow protocol or training checkpoint")
-    graph = build(parse_graph_spec(meta["graph"]))
-    learner = LearnerSpec.model_validate(meta["learner"])
-    protocol = Protocol.from_flat(learner, {k[9:]: v for k, v in arrays.items() if k.startswith("protocol/")},
-                                  {"source": str(path)})
-    init = {k[5:]: v for k, v in arrays.items() if k.startswith("init/")} or None
+    exp = header_experiment(meta, path)
+    graph = build(exp.graph)
+    protocol = Protocol.checked(graph, exp.learner, split_arrays(arrays, "protocol"), str(path), {"source": str(path)})
+    init = split_arrays(arrays, "init") or None
+    if init is not None:
+        init = check_initial_network(Engine(graph, protocol, exp.backend), init, path)
     return graph, protocol, init, meta
 
 

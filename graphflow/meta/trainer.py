@@ -12,39 +12,96 @@ in the checkpoint, so that a resumed run continues with exactly the losses of an
 
 from __future__ import annotations
 
-import json
+import copy
 import math
 import time
+import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from graphflow.engine import Engine, NetState
+from graphflow.engine import Engine
 from graphflow.engine.inner import default_threads
-from graphflow.errors import GraphflowError
+from graphflow.errors import GraphflowError, SpecError
 from graphflow.graph import build
+from graphflow.io import FolderLock, atomic_write_text, kill_point, read_records, remove_temporaries, rewrite_records
+from graphflow.io.jsonl import append_record
 from graphflow.learners.protocol import Protocol
-from graphflow.meta.checkpoint import load_checkpoint, save_checkpoint
+from graphflow.meta.checkpoint import load_checkpoint, non_finite_arrays, save_checkpoint
 from graphflow.meta.metaloss import MetaBatch, MetaGradient
 from graphflow.meta.normalization import measure_normalization
 from graphflow.meta.optim import Adam
+from graphflow.meta.protocol_file import check_initial_network, header_experiment, split_arrays, validated
 from graphflow.spec.experiment import ExperimentSpec
+
+RUN_FILES = ("checkpoint.npz", "log.jsonl", "experiment.json")
+"""What a run folder holds (besides its ``.lock`` while a trainer uses it)."""
+RUNTIME_FIELDS = ("eval_every", "checkpoint_every", "eval_tasks", "threads")
+"""Experiment fields that change when things are logged and saved, or how the work is split over
+threads, but not the protocol a run learns: a resumed run takes them from the new config."""
+MAX_FAILURES_IN_A_ROW = 3
+MAX_ROLLBACKS = 100
+"""A run stops after this many rollbacks in all (a run that keeps failing is not learning)."""
 
 
 class NonFiniteError(GraphflowError):
-    """A meta-loss or gradient became NaN or infinite."""
+    """A meta-loss, a gradient or the protocol after an update became NaN or infinite."""
+
+
+class _RngState(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    bit_generator: Literal["PCG64"]
+    state: dict
+
+
+class TrainingHeader(BaseModel):
+    """The header of a training checkpoint (besides the experiment, checked on its own)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    kind: Literal["graphflow-training-checkpoint"]
+    step: int = Field(ge=0)
+    rng: _RngState
+
+
+def spec_differences(old: BaseModel, new: BaseModel, skip: tuple[str, ...] = ()) -> list[str]:
+    """Dotted paths of the fields where ``new`` differs from ``old`` (``meta.learning_rate: 0.001 -> 0.01``).
+
+    >>> from graphflow.presets import sinusoid
+    >>> a = ExperimentSpec(graph=sinusoid())
+    >>> spec_differences(a, a.model_copy(update={"seed": 3}))
+    ['seed: 0 -> 3']
+    """
+    out: list[str] = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                if path or key not in skip:
+                    walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}" if not isinstance(a, (dict, list)) and not isinstance(b, (dict, list))
+                       else f"{path}: changed")
+
+    walk(old.model_dump(mode="json"), new.model_dump(mode="json"), "")
+    return out
 
 
 class TaskSource:
     """Samples outer batches of the experiment's task family."""
 
-    def __init__(self, exp: ExperimentSpec):
+    def __init__(self, exp: ExperimentSpec, graph=None):
         self.exp = exp
         self.mnist = None
+        if graph is not None:
+            check_task_fits(exp, graph)
         if exp.task.kind == "mnist":
-            from graphflow.tasks import load_mnist, prepare_mnist
+            from graphflow.tasks import load_mnist_task
 
-            self.mnist = prepare_mnist(*load_mnist(exp.task.data_dir))
+            self.mnist = load_mnist_task(exp.task.data_dir)
 
     def sample(self, rng: np.random.Generator, tasks: int) -> MetaBatch:
         m = self.exp.meta
@@ -57,6 +114,32 @@ class TaskSource:
         idx = rng.integers(0, len(d.train_x), size=(tasks, m.inner_steps, m.shots))
         held = rng.integers(0, len(d.train_x), size=(tasks, m.heldout))
         return MetaBatch(d.train_x[idx], d.train_y[idx], d.train_x[held], d.train_y[held])
+
+
+def check_task_fits(exp: ExperimentSpec, graph) -> None:
+    """A clear error when the experiment's task cannot feed the graph's inputs and targets."""
+    need = {"sinusoid": (1, 1, "one input unit (x) and one target (y)"),
+            "mnist": (144, 10, "144 input units (12x12 images) and 10 targets (one-hot digits)")}[exp.task.kind]
+    sizes = ([b.size for b in graph.inputs], [b.size for b in graph.targets])
+    if sizes != ([need[0]], [need[1]]):
+        raise SpecError(f"experiment {exp.name!r}: the {exp.task.kind} task needs a graph with {need[2]}; this graph "
+                        f"has input blocks of {sizes[0]} units and target blocks of {sizes[1]}")
+
+
+def check_meta_trainable(exp: ExperimentSpec, graph) -> None:
+    """Refuse graphs whose meta-gradient is zero by construction: a loss fed by step activations
+    (through softmax or other activations only) is piecewise constant in the protocol."""
+    from graphflow.graph.blocks import ActivationNodes, SoftmaxNodes
+
+    for loss in graph.losses:
+        block = graph.units.get(loss.src)
+        while isinstance(block, (ActivationNodes, SoftmaxNodes)):
+            if isinstance(block, ActivationNodes) and "step" in block.fns:
+                raise SpecError(f"experiment {exp.name!r}: the step activation {block.name!r} feeds loss {loss.name!r} "
+                                f"with no weights in between, so the meta-loss is piecewise constant in the protocol "
+                                f"and its meta-gradient is zero; meta-train with a smooth activation there (a step "
+                                f"can replace it at meta-test time)")
+            block = graph.units.get(block.src)
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -76,7 +159,8 @@ class Trainer:
         self.exp = exp
         self.out = Path(out_dir) if out_dir else None
         self.graph = build(exp.graph)
-        self.tasks = TaskSource(exp)
+        check_meta_trainable(exp, self.graph)
+        self.tasks = TaskSource(exp, self.graph)
         self.engine = Engine(self.graph, Protocol.init(self.graph, exp.learner, exp.seed), exp.backend)
         self.protocol: Protocol = self.engine.protocol
         self.step = 0
@@ -143,6 +227,10 @@ class Trainer:
             params.update({f"init::{k}": v for k, v in self.init.items()})
         self.optimizer.lr = self.learning_rate(self.step)
         new = self.optimizer.step(params, grads)
+        bad = [k for k in grads if not np.all(np.isfinite(new[k]))]
+        if bad:
+            raise NonFiniteError(f"meta-step {self.step + 1}: the update (learning rate {self.optimizer.lr:g}) made "
+                                 f"{bad[0]} non-finite" + (f", and {len(bad) - 1} more" if len(bad) > 1 else ""))
         self._apply(new)
         self.step += 1
         norm = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values())))
@@ -213,68 +301,160 @@ class Trainer:
         save_checkpoint(path, self.state_arrays(), self.state_meta())
         return path
 
-    def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        self.protocol = Protocol.from_flat(self.exp.learner, {k[9:]: v for k, v in arrays.items() if k.startswith("protocol/")})
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        """Continue from a training state: a checkpoint's (checked against this trainer's graph and
+        learner), or, with ``check=False``, one of this trainer's own :meth:`snapshot`."""
+        if check:
+            validated(TrainingHeader, meta, "training checkpoint header", Path(source))
+            self.protocol = Protocol.checked(self.graph, self.exp.learner, split_arrays(arrays, "protocol"), source)
+        else:
+            self.protocol = Protocol.from_flat(self.exp.learner, split_arrays(arrays, "protocol"))
         self.engine.set_protocol(self.protocol)
+        init = split_arrays(arrays, "init") or None
+        if check and (init is not None) != self.exp.meta.maml:
+            raise GraphflowError(f"{source}: {'an' if init else 'no'} initial network (init/...) in a checkpoint of an "
+                                 f"experiment with maml {self.exp.meta.maml}")
+        self.init = check_initial_network(self.engine, init, Path(source)) if check and init is not None else init
+        optimizer = split_arrays(arrays, "optimizer")
         self.optimizer = Adam(self.exp.meta.learning_rate)
-        self.optimizer.load_state({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")})
-        init = {k[5:]: v for k, v in arrays.items() if k.startswith("init/")}
-        self.init = init or None
+        self.optimizer.load_state(self._checked_optimizer(optimizer, source) if check else optimizer)
         self.step = int(meta["step"])
-        self.rng = _restore_rng(meta["rng"])
+        try:
+            self.rng = _restore_rng(meta["rng"])
+        except (TypeError, ValueError, KeyError) as err:
+            raise GraphflowError(f"{source}: the header's random generator state is malformed ({err})") from None
         self._make_metagrad()
 
+    def _checked_optimizer(self, state: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+        params = {k: v for k, v in self.protocol.flat().items()}
+        if self.init is not None:
+            params.update({f"init::{k}": v for k, v in self.init.items()})
+        t = state.get("t")
+        if t is None or t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+            raise GraphflowError(f"{source}: optimizer/t must be a non-negative integer scalar")
+        for key, a in state.items():
+            if key == "t":
+                continue
+            name = key[3:] if key[:3] in ("m::", "v::") else None
+            if name not in params:
+                raise GraphflowError(f"{source}: optimizer/{key} is not the state of a trainable parameter")
+            if a.shape != params[name].shape:
+                raise GraphflowError(f"{source}: optimizer/{key} has shape {list(a.shape)}; its parameter has "
+                                     f"{list(params[name].shape)}")
+            if not np.all(np.isfinite(a)):
+                raise GraphflowError(f"{source}: optimizer/{key} holds NaN or infinite values")
+        return state
+
     @classmethod
-    def resume(cls, path: str | Path, out_dir: str | Path | None = None) -> "Trainer":
-        """A trainer continuing exactly where the checkpoint at ``path`` left off."""
+    def resume(cls, path: str | Path, out_dir: str | Path | None = None, config: ExperimentSpec | None = None,
+               accept_checkpoint: bool = False) -> "Trainer":
+        """A trainer continuing exactly where the checkpoint at ``path`` left off.
+
+        With ``config`` (the experiment the user asks to continue), a checkpoint of a different
+        experiment is refused with the differing fields named, unless ``accept_checkpoint``: then
+        the checkpoint's experiment is used. Fields of ``RUNTIME_FIELDS`` are taken from ``config``.
+        """
+        path = Path(path)
         arrays, meta = load_checkpoint(path)
         if meta.get("kind") != "graphflow-training-checkpoint":
             raise GraphflowError(f"{path}: not a training checkpoint")
-        trainer = cls(ExperimentSpec.model_validate(meta["experiment"]), out_dir or Path(path).parent)
-        trainer.restore(arrays, meta)
+        exp = header_experiment(meta, path)
+        if config is not None:
+            differ = spec_differences(exp, config, skip=RUNTIME_FIELDS)
+            if differ and not accept_checkpoint:
+                raise GraphflowError(f"{path} is a checkpoint of another experiment than the config: "
+                                     f"{'; '.join(differ[:5])}" + (f" (and {len(differ) - 5} more)" if len(differ) > 5 else "")
+                                     + "; pass --accept-checkpoint to continue the checkpoint's experiment")
+            exp = exp.model_copy(update={k: getattr(config, k) for k in RUNTIME_FIELDS})
+        trainer = cls(exp, out_dir or path.parent)
+        trainer.restore(arrays, meta, str(path))
         return trainer
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
+        """A copy of the whole training state, to roll back to."""
+        return {k: np.array(v, copy=True) for k, v in self.state_arrays().items()}, copy.deepcopy(self.state_meta())
 
     # ------------------------------------------------------------------ the loop
     def train(self, steps: int | None = None, progress: bool = True, log: bool = True) -> list[dict]:
-        """Run meta-steps up to ``steps`` (default: the spec's), with logs, evals and checkpoints."""
+        """Run meta-steps up to ``steps`` (default: the spec's), with logs, evals and checkpoints.
+
+        The run folder is locked while it runs. After every meta-step the trainer keeps a copy of
+        the state in memory; a NaN or infinite meta-loss, gradient or updated protocol rolls back to
+        it and skips the batch (``on_nonfinite: rollback``), and the run stops after
+        ``MAX_FAILURES_IN_A_ROW`` failures in a row or ``MAX_ROLLBACKS`` in all, or at the first one
+        (``stop``), saving the last good state.
+        """
         from tqdm.auto import tqdm
 
         total = steps or self.exp.meta.steps
-        if not self.metagrads:
-            self.setup()
-        if self.out:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "experiment.json").write_text(self.exp.model_dump_json(indent=2))
-            self._truncate_log()
-        good = (self.state_arrays(), self.state_meta())
-        failures = 0
-        bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
-        records = []
-        while self.step < total:
-            try:
-                rec = self.meta_step()
+        lock = FolderLock(self.out).acquire() if self.out else None
+        try:
+            if self.out:
+                remove_temporaries(self.out, RUN_FILES)
+                atomic_write_text(self.out / "experiment.json", self.exp.model_dump_json(indent=2))
+                self._truncate_log()
+            if not self.metagrads:
+                self.setup()
+            good = self.snapshot()
+            saved_step = self._checkpoint_step()
+            failures = rollbacks = 0
+            bar = tqdm(total=total, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+            records = []
+            while self.step < total:
+                try:
+                    rec = self.meta_step()
+                except NonFiniteError as err:
+                    failures += 1
+                    rng_after = self.rng
+                    self.restore(*good, check=False)
+                    self.rng = rng_after  # skip the offending batch
+                    if (self.exp.meta.on_nonfinite == "stop" or failures >= MAX_FAILURES_IN_A_ROW
+                            or rollbacks >= MAX_ROLLBACKS):
+                        bar.close()
+                        why = ("" if self.exp.meta.on_nonfinite == "stop" else
+                               f" after {failures} failures in a row" if failures >= MAX_FAILURES_IN_A_ROW
+                               else f" after {rollbacks} rollbacks")
+                        raise NonFiniteError(f"{err}; stopped{why} ({self._keep_last_good(saved_step)})") from None
+                    rollbacks += 1
+                    self._write({"step": self.step, "event": "rollback", "reason": str(err)})
+                    continue
                 failures = 0
-            except NonFiniteError as err:
-                failures += 1
-                if self.exp.meta.on_nonfinite == "stop" or failures >= 3:
-                    bar.close()
-                    raise NonFiniteError(f"{err}; stopped (last good checkpoint: step {good[1]['step']})") from None
-                rng_after = self.rng
-                self.restore(*good)
-                self.rng = rng_after  # skip the offending batch
-                self._write({"step": self.step, "event": "rollback", "reason": str(err)})
-                continue
-            records.append(rec)
-            self._write(rec)
-            bar.set_postfix(meta_loss=f"{rec['meta_loss']:.5f}", s_per_step=f"{rec['seconds']:.3f}")
-            bar.update(1)
-            if self.step % self.exp.eval_every == 0 or self.step == total:
-                self._write({"step": self.step, "eval": self.evaluate().to_json()})
-            if self.out and (self.step % self.exp.checkpoint_every == 0 or self.step == total):
-                self.save()
-                good = (self.state_arrays(), self.state_meta())
-        bar.close()
-        return records
+                kill_point("meta-step")
+                records.append(rec)
+                self._write(rec)
+                bar.set_postfix(meta_loss=f"{rec['meta_loss']:.5f}", s_per_step=f"{rec['seconds']:.3f}")
+                bar.update(1)
+                if self.step % self.exp.eval_every == 0 or self.step == total:
+                    self._write({"step": self.step, "eval": self.evaluate().to_json()})
+                if self.out and (self.step % self.exp.checkpoint_every == 0 or self.step == total):
+                    self.save()
+                    saved_step = self.step
+                good = self.snapshot()
+            bar.close()
+            return records
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _checkpoint_step(self) -> int | None:
+        path = self.out / "checkpoint.npz" if self.out else None
+        if path is None or not path.exists():
+            return None
+        return int(load_checkpoint(path)[1]["step"])
+
+    def _keep_last_good(self, saved_step: int | None) -> str:
+        """Save the state rolled back to (when newer than the checkpoint); where the last good state is."""
+        if self.out is None:
+            return f"the trainer holds the last good state, meta-step {self.step}"
+        path = self.out / "checkpoint.npz"
+        if non_finite_arrays(self.state_arrays()):
+            return f"the state before meta-step {self.step + 1} was not finite either; nothing was saved"
+        if self.step == 0:
+            return "no meta-step succeeded; no checkpoint was written" if saved_step is None else \
+                f"the last good state is the checkpoint at meta-step {saved_step}"
+        if saved_step != self.step:
+            self.save()
+        return f"last good state: meta-step {self.step}, saved in {path}"
 
     def evaluate(self, tasks: int | None = None, seed: int = 12345):
         from graphflow.evaluation import evaluate_mnist, evaluate_sinusoid
@@ -289,13 +469,26 @@ class Trainer:
     def _write(self, record: dict) -> None:
         self.history.append(record)
         if self.out:
-            with open(self.out / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_record(self.out / "log.jsonl", record)
 
     def _truncate_log(self) -> None:
-        """Drop log lines past the current step (written by a run that died before its checkpoint)."""
+        """Drop log lines past the current step (written by a run that died before its checkpoint),
+        and a torn last line; the log is replaced atomically."""
         path = self.out / "log.jsonl"
         if not path.exists():
             return
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= self.step]
-        path.write_text("".join(line + "\n" for line in keep))
+        with warnings.catch_warnings(record=True) as torn:
+            warnings.simplefilter("always")
+            records = read_records(path)
+        for w in torn:
+            warnings.warn(str(w.message), stacklevel=3)
+        keep = [r for r in records if _step_of(r, path) <= self.step]
+        if torn or len(keep) != len(records):
+            rewrite_records(path, keep)
+
+
+def _step_of(record: dict, path: Path) -> int:
+    step = record.get("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise GraphflowError(f"{path}: a record with step {step!r}, not a whole number")
+    return step

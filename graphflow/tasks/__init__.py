@@ -12,6 +12,7 @@ files the user names) and know nothing about graphs, learners or engines.
 from .mnist import (
     MnistTaskData,
     load_mnist,
+    load_mnist_task,
     mnist_batches,
     mnist_heldout,
     prepare_mnist,
@@ -31,6 +32,7 @@ __all__ = [
     "MnistTaskData",
     "SinusoidTask",
     "load_mnist",
+    "load_mnist_task",
     "mnist_batches",
     "mnist_heldout",
     "prepare_mnist",

@@ -12,11 +12,14 @@ makes float32 numpy arrays and knows nothing about graphs, learners or engines.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from graphflow.errors import DataError, DataFileNotFoundError
 
 N_CLASSES = 10
 
@@ -77,26 +80,31 @@ def read_idx(path: str | Path) -> np.ndarray:
     array([7, 2, 1], dtype=uint8)
     """
     path = Path(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFileNotFoundError(f"{path}: no such file") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({error})") from error
+            raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from error
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
-        raise ValueError(
+        raise DataError(
             f"{path}: not an IDX file: magic number {raw[:4].hex(' ') or '(empty)'}, expected "
             f"00 00 <type code, one of {', '.join(f'{c:02x}' for c in _IDX_DTYPES)}> <ndim>"
         )
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
-        raise ValueError(f"{path}: truncated IDX header: {len(raw)} bytes, expected {header_size}")
+        raise DataError(f"{path}: truncated IDX header: {len(raw)} bytes, expected {header_size}")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected_size = header_size + int(np.prod(shape)) * dtype.itemsize
+    expected_size = header_size + math.prod(shape) * dtype.itemsize
     if len(raw) != expected_size:
         problem = "truncated" if len(raw) < expected_size else "trailing data in"
-        raise ValueError(
+        raise DataError(
             f"{path}: {problem} IDX file: {len(raw)} bytes, expected {expected_size} "
             f"for shape {shape} of {dtype.newbyteorder('=')}"
         )
@@ -133,7 +141,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     array = np.asarray(array)
     codes = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
     if array.dtype not in codes:
-        raise ValueError(f"{path}: IDX cannot store dtype {array.dtype}; use one of {list(codes)}")
+        raise DataError(f"{path}: IDX cannot store dtype {array.dtype}; use one of {list(codes)}")
     header = bytes([0, 0, codes[array.dtype], array.ndim]) + np.array(array.shape, ">u4").tobytes()
     raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
     path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
@@ -146,7 +154,7 @@ def _find_idx_file(directory: Path, stem: str) -> Path:
         if candidate.is_file():
             return candidate
     names = " or ".join(c.name for c in candidates)
-    raise FileNotFoundError(f"{directory}: no MNIST file found; looked for {names}")
+    raise DataFileNotFoundError(f"{directory}: no MNIST file found; looked for {names}")
 
 
 def load_mnist(directory: str | Path, split: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
@@ -187,19 +195,19 @@ def load_mnist(directory: str | Path, split: str = "t10k") -> tuple[np.ndarray, 
     ((2, 28, 28), array([3, 9]))
     """
     if split not in _SPLITS:
-        raise ValueError(f"unknown MNIST split {split!r}; expected one of {_SPLITS}")
+        raise DataError(f"unknown MNIST split {split!r}; expected one of {_SPLITS}")
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: MNIST directory does not exist")
+        raise DataFileNotFoundError(f"{directory}: MNIST directory does not exist")
     images_path = _find_idx_file(directory, f"{split}-images-idx3-ubyte")
     labels_path = _find_idx_file(directory, f"{split}-labels-idx1-ubyte")
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(
+        raise DataError(
             f"{images_path}: expected uint8 images [n, rows, cols], got {images.dtype} {images.shape}"
         )
     if labels.dtype != np.uint8 or labels.shape != images.shape[:1]:
-        raise ValueError(
+        raise DataError(
             f"{labels_path}: expected {images.shape[0]} uint8 labels to match {images_path.name}, "
             f"got {labels.dtype} {labels.shape}"
         )
@@ -251,9 +259,9 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
     """
     images = np.asarray(images, dtype=np.float64)
     if images.ndim != 3:
-        raise ValueError(f"resize_bilinear: expected images [n, H, W], got shape {images.shape}")
+        raise DataError(f"resize_bilinear: expected images [n, H, W], got shape {images.shape}")
     if size < 1:
-        raise ValueError(f"resize_bilinear: size must be positive, got {size}")
+        raise DataError(f"resize_bilinear: size must be positive, got {size}")
     rows = _bilinear_matrix(images.shape[1], size)
     cols = _bilinear_matrix(images.shape[2], size)
     return np.einsum("oh,nhw,pw->nop", rows, images, cols, optimize=True).astype(np.float32)
@@ -316,19 +324,19 @@ def prepare_mnist(
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 3:
-        raise ValueError(f"prepare_mnist: expected images [n, H, W], got shape {images.shape}")
+        raise DataError(f"prepare_mnist: expected images [n, H, W], got shape {images.shape}")
     if labels.shape != images.shape[:1]:
-        raise ValueError(
+        raise DataError(
             f"prepare_mnist: labels shape {labels.shape} does not match {images.shape[0]} images"
         )
     if not 0 < n_train < len(images):
-        raise ValueError(f"prepare_mnist: n_train={n_train} must be in 1..{len(images) - 1}")
+        raise DataError(f"prepare_mnist: n_train={n_train} must be in 1..{len(images) - 1}")
     if labels.min() < 0 or labels.max() >= N_CLASSES:
-        raise ValueError(f"prepare_mnist: labels must lie in 0..{N_CLASSES - 1}")
+        raise DataError(f"prepare_mnist: labels must lie in 0..{N_CLASSES - 1}")
     resized = resize_bilinear(images.astype(np.float32) / 255.0, size).reshape(len(images), -1)
     mean, std = float(resized[:n_train].mean()), float(resized[:n_train].std())
     if std == 0.0:
-        raise ValueError("prepare_mnist: training images are constant; cannot standardize")
+        raise DataError("prepare_mnist: training images are constant; cannot standardize")
     features = ((resized - mean) / std).astype(np.float32)
     one_hot = np.eye(N_CLASSES, dtype=np.float32)[labels]
     return MnistTaskData(
@@ -409,6 +417,26 @@ def mnist_heldout(
     ((3, 144), (3, 10))
     """
     if n > len(data.test_x):
-        raise ValueError(f"mnist_heldout: n={n} exceeds the {len(data.test_x)} held-out images")
+        raise DataError(f"mnist_heldout: n={n} exceeds the {len(data.test_x)} held-out images")
     index = rng.choice(len(data.test_x), size=n, replace=False)
     return data.test_x[index], data.test_y[index]
+
+
+MIN_HELDOUT = 100
+"""Held-out images an evaluation draws (distinct) after the training part."""
+
+
+def load_mnist_task(directory: str | Path, size: int = 12, n_train: int = 8000) -> MnistTaskData:
+    """The prepared MNIST task data of the IDX files in ``directory`` (:func:`load_mnist`, then
+    :func:`prepare_mnist`); every problem is a :class:`~graphflow.errors.DataError` naming the folder.
+
+    The folder must hold at least ``n_train + MIN_HELDOUT`` images.
+    """
+    images, labels = load_mnist(directory)
+    if len(images) < n_train + MIN_HELDOUT:
+        raise DataError(f"{directory}: {len(images)} MNIST images; the task needs at least {n_train + MIN_HELDOUT} "
+                        f"({n_train} for the inner steps, {MIN_HELDOUT} held out)")
+    try:
+        return prepare_mnist(images, labels, size=size, n_train=n_train)
+    except DataError as err:
+        raise DataError(f"{directory}: {err}") from None

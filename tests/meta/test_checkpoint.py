@@ -58,7 +58,7 @@ def test_altered_arrays_fail_the_checksum(tmp_path):
     np.savez(path, **ARRAYS)  # no header at all
     with pytest.raises(GraphflowError, match="not a graphflow checkpoint"):
         load_checkpoint(path)
-    assert header["checksum"] == ckpt.checksum(ARRAYS)
+    assert header["checksum"] == ckpt.checksum(ARRAYS, header)
 
 
 def test_missing_file(tmp_path):

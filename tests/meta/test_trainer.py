@@ -159,7 +159,7 @@ def poison(monkeypatch, at_calls, loss=float("nan"), grad_key=None):
 def test_stop_names_the_step(monkeypatch, tmp_path):
     poison(monkeypatch, {3})
     trainer = Trainer(tiny_experiment(on_nonfinite="stop"), tmp_path)
-    with pytest.raises(NonFiniteError, match=r"meta-step 3: meta-loss nan; stopped \(last good checkpoint: step 2\)"):
+    with pytest.raises(NonFiniteError, match=r"meta-step 3: meta-loss nan; stopped \(last good state: meta-step 2, saved in .*checkpoint.npz\)"):
         trainer.train(progress=False)
     assert trainer.step == 2 and [s for s, _ in meta_losses(tmp_path)] == [1, 2]
 

@@ -60,6 +60,11 @@ def append_record(path: str | Path, record: dict) -> None:
 
 def read_records(path: str | Path, missing_ok: bool = False) -> list[dict]:
     """The records of a JSON-lines log, in order (a torn last line is dropped with a warning)."""
+    return [rec for _, rec in numbered_records(path, missing_ok)]
+
+
+def numbered_records(path: str | Path, missing_ok: bool = False) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of every record of a JSON-lines log (see :func:`read_records`)."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -81,13 +86,13 @@ def read_records(path: str | Path, missing_ok: bool = False) -> list[dict]:
         except (ValueError, RecursionError) as err:
             if n == len(lines):  # no newline after it: the write was cut short
                 warnings.warn(f"{path}:{n}: ignoring a torn last line (a write that did not finish)",
-                              stacklevel=2)
+                              stacklevel=3)
                 break
             raise GraphflowError(f"{path}:{n}: not a JSON line ({getattr(err, 'msg', err)})") from None
         if not isinstance(rec, dict):
             raise GraphflowError(f"{path}:{n}: not a JSON object (a log line is a record such as "
                                  f'{{"step": 1, "meta_loss": 0.1}})')
-        records.append(rec)
+        records.append((n, rec))
     return records
 
 

@@ -13,19 +13,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from graphflow.io import read_records
 
 
 def summarize_log(path: str | Path, window: int = 500) -> dict:
     """Meta-steps, compute seconds, mean meta-loss per ``window`` steps, every eval and rollbacks."""
     steps, losses, seconds, evals, rollbacks = [], [], 0.0, [], 0
-    for line in Path(path).read_text().splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
+    for rec in read_records(path):
         if "meta_loss" in rec:
             steps.append(rec["step"])
             losses.append(rec["meta_loss"])

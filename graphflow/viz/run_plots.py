@@ -125,26 +125,11 @@ def read_meta_log(path: str | Path) -> dict[str, list]:
     not text, has a line that is not a JSON object, a meta-step, eval or rollback record without its
     fields, or no meta-step record at all. Lines of other kinds are skipped.
     """
+    from graphflow.io.jsonl import numbered_records
+
     path = meta_log_path(path)
     out: dict[str, list] = {"step": [], "meta_loss": [], "eval_step": [], "eval": [], "rollback": []}
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise GraphflowError(f"{path}: no such log file") from None
-    except UnicodeDecodeError:
-        raise GraphflowError(f"{path}: not a text file (a meta-training log has one JSON object a line)") from None
-    except OSError as err:
-        raise GraphflowError(f"{path}: cannot read the log ({err.strerror or err})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GraphflowError(f"{path}:{n}: not a JSON line ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise GraphflowError(f"{path}:{n}: not a JSON object (a log line is a record such as "
-                                 f'{{"step": 1, "meta_loss": 0.1}})')
+    for n, rec in numbered_records(path):
         kind = ("meta-step" if "meta_loss" in rec else "eval" if "eval" in rec
                 else "rollback" if rec.get("event") == "rollback" else None)
         if kind is None:

@@ -45,6 +45,17 @@ def _fmt(v) -> str:
     return f"{v:.3e}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4) else f"{v:.4f}"
 
 
+def _finite_or_none(value):
+    """``value`` with NaN and infinities as None, through dicts and lists (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def _node_table(run, nid: str, steps: list[int]) -> str:
     hist = run.node(nid)
     cols = []
@@ -168,7 +179,8 @@ def inspect_command(
     if len(shown) > MAX_TABLES:
         typer.echo(f"\n... and {len(shown) - MAX_TABLES} more node(s) (all of them in --json)")
 
-    result = {"run": {k: run.header[k] for k in ("steps", "tasks", "batch", "gradients", "meta")},
+    result = {"run": {"steps": run.steps, "tasks": run.header["tasks"], "batch": run.header["batch"],
+                      "gradients": run.has_gradients, "meta": run.header.get("meta", {})},
               "patterns": run.patterns, "steps": step_list, "nodes": {},
               "loss": [float(v) for v in run.mean_loss()]}
     shown_fields = {name for part in {part_of(n) for n in shown} for name in run.parts[part].fields}
@@ -198,7 +210,7 @@ def inspect_command(
             result["nodes"][nid] = {"part": hist.part, "role": hist.role, "group": hist.group,
                                     **{name: a.isel(step=step_list).to_json() for name, a in hist.fields.items()}}
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result))
+        json_out.write_text(json.dumps(_finite_or_none(result), allow_nan=False))
         typer.echo(f"\nwrote {json_out}", err=True)
     if plot:
         written = _plot(run, kind, plot, shown, nodes, step_list if steps else None, quantity)

@@ -91,6 +91,8 @@ def message_alerts(run: Run, low: float = 1e-6, high: float = 1e3, field: str = 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
+    if not ok.any():  # nothing finite to correlate (a diverged run)
+        return float("nan")
     a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
     den = np.sqrt(np.sum(a * a) * np.sum(b * b))
     return float(np.sum(a * b) / den) if den > 0 else float("nan")

@@ -184,18 +184,9 @@ class Inspector:
         out = {}
         for group, members in self.graph.groups.items():
             keys = [k for k in members if self.graph.slots[k].has_parameter]
-            if not keys:
-                continue
-            delta = np.concatenate([self.be.to_numpy(after.params[k] - before.params[k]).ravel() for k in keys])
-            delta = delta.astype(np.float64)
-            top = float(np.max(np.abs(delta))) or 1e-12
-            hist, edges = np.histogram(delta, bins=HISTOGRAM_BINS, range=(-top, top))
-            out[group] = {
-                "quantiles": np.quantile(delta, QUANTILES).astype(np.float32),
-                "histogram": hist.astype(np.int64),
-                "edges": edges.astype(np.float32),
-                "moments": np.array([delta.mean(), delta.std(), np.abs(delta).mean()], np.float32),
-            }
+            if keys:
+                delta = np.concatenate([self.be.to_numpy(after.params[k] - before.params[k]).ravel() for k in keys])
+                out[group] = update_statistics(delta)
         return out
 
     # ------------------------------------------------------------------ the result
@@ -258,6 +249,33 @@ class Inspector:
         ids = [self.graph.node_id(part, int(i)) for i in nodes]
         return PartRecord(part, role, slot.group if slot else None, nodes, ids, recorded, fields,
                           channel_names(self.graph, part, self.protocol.spec))
+
+
+def update_statistics(delta: np.ndarray) -> dict[str, np.ndarray]:
+    """Quantiles, a histogram symmetric about 0 and moments of a group's updates; NaN and infinite
+    updates (a diverging learner) are left out and counted in ``non_finite`` (all NaN statistics
+    and an empty histogram when no update is finite).
+
+    >>> stats = update_statistics(np.array([-1.0, 0.5, 1.0, np.nan, np.inf]))
+    >>> stats["non_finite"].tolist(), stats["histogram"].sum().tolist(), stats["quantiles"][[0, -1]].tolist()
+    (2, 3, [-1.0, 1.0])
+    """
+    delta = np.asarray(delta, np.float64).ravel()
+    finite = delta[np.isfinite(delta)]
+    if finite.size:
+        top = float(np.max(np.abs(finite))) or 1e-12
+        quantiles = np.quantile(finite, QUANTILES)
+        moments = [finite.mean(), finite.std(), np.abs(finite).mean()]
+    else:
+        top, quantiles, moments = 1e-12, np.full(len(QUANTILES), np.nan), [np.nan] * 3
+    hist, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(-top, top))
+    return {
+        "quantiles": np.asarray(quantiles, np.float32),
+        "histogram": hist.astype(np.int64),
+        "edges": edges.astype(np.float32),
+        "moments": np.array(moments, np.float32),
+        "non_finite": np.array(delta.size - finite.size, np.int64),
+    }
 
 
 def channel_names(graph, part: str, spec) -> dict[str, list[str]]:

@@ -27,7 +27,11 @@ graph spec, the learner spec, the patterns and the layout of every array (see
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +142,8 @@ class Run:
     """Loss block -> the prediction it compared with the target, [step, task, example, unit]."""
     groups: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """Learner group -> ``quantiles`` [step, q], ``histogram`` [step, bins], ``edges`` [step, bins + 1],
-    ``moments`` [step, 3] (mean, std, mean of |update|) of all its nodes' updates."""
+    ``moments`` [step, 3] (mean, std, mean of |update|) of all its nodes' finite updates, and
+    ``non_finite`` [step]: how many updates were NaN or infinite (left out of the others)."""
     data: dict[str, np.ndarray] = field(default_factory=dict)
     """``inputs/<block>``, ``targets/<block>``: the inner-loop data [step, task, example, unit]."""
     _graph: object = None
@@ -287,39 +292,30 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path) -> "Run":
-        """Read a run written by :meth:`save`."""
+        """Read a run written by :meth:`save`; a damaged or foreign file is one :class:`GraphflowError`
+        naming the file and what is wrong with it (see :func:`read_run_file`)."""
         path = Path(path)
-        try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise GraphflowError(f"{path}: not an inspection run (a plain .npy array)")
-            with data:
-                if HEADER_KEY not in data.files:
-                    raise GraphflowError(f"{path}: not an inspection run (no {HEADER_KEY} header)")
-                header = json.loads(str(data[HEADER_KEY]))
-                arrays = {k: data[k] for k in data.files if k != HEADER_KEY}
-        except FileNotFoundError:
-            raise GraphflowError(f"{path}: no such run file") from None
-        except (OSError, ValueError, EOFError) as err:
-            raise GraphflowError(f"{path}: unreadable run file ({err})") from None
-        if header.get("kind") != RUN_KIND:
-            raise GraphflowError(f"{path}: kind {header.get('kind')!r}, expected {RUN_KIND!r}")
-        if header.get("format", 0) > RUN_FORMAT:
-            raise GraphflowError(f"{path}: run format {header['format']} is newer than this graphflow reads ({RUN_FORMAT})")
+        header, arrays = read_run_file(path)
+        _check_header(path, header)
+        graph = _run_graph(path, header)
         parts = {}
         for part, ph in header.pop("parts").items():
-            fields = {name: arrays[f"part/{part}/{name}"] for name in ph["fields"]}
-            channels = {name: f["channels"] for name, f in ph["fields"].items() if f.get("channels")}
-            parts[part] = PartRecord(part, ph["role"], ph["group"], np.asarray(ph["nodes"], np.int64), list(ph["ids"]),
-                                     arrays[f"part/{part}/recorded"], fields, channels)
-        losses = {b: arrays[f"loss/{b}"] for b in header.pop("losses")}
+            parts[part] = _part_record(path, header, graph, part, ph, arrays)
+        losses = {b: _array(path, f"loss/{b}", arrays.get(f"loss/{b}")) for b in header.pop("losses")}
         outputs = {k[len("output/"):]: a for k, a in arrays.items() if k.startswith("output/")}
         groups: dict[str, dict[str, np.ndarray]] = {}
         for group in header.pop("groups"):
             prefix = f"group/{group}/"
             groups[group] = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
-        data = {k: arrays[f"data/{k}"] for k in header.pop("data", [])}
-        return cls(header, parts, losses, outputs, groups, data)
+        data = {k: _array(path, f"data/{k}", arrays.get(f"data/{k}")) for k in header.pop("data", [])}
+        _check_per_example(path, header, {**{f"loss/{b}": a for b, a in losses.items()},
+                                          **{f"output/{b}": a for b, a in outputs.items()},
+                                          **{f"data/{k}": a for k, a in data.items()}})
+        for group, stats in groups.items():
+            _check_group(path, header, group, stats)
+        run = cls(header, parts, losses, outputs, groups, data)
+        run._graph = graph
+        return run
 
     def __repr__(self) -> str:
         return (f"Run({self.steps} steps, {len(self.node_ids())} nodes in {len(self.parts)} parts, "
@@ -343,13 +339,229 @@ def load_run(path: str | Path) -> Run:
     return Run.load(path)
 
 
-def is_run_file(path: str | Path) -> bool:
-    """Whether ``path`` is an inspection run (an ``.npz`` with the run header)."""
+# ---------------------------------------------------------------------- reading and checking run files
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, NotImplementedError, OverflowError,
+          MemoryError, RecursionError, struct.error, zipfile.BadZipFile, zlib.error)
+"""What zipfile and numpy's array reader raise on a damaged file: truncated archives, bad CRCs (a
+flipped byte), unknown compression methods and sizes in damaged zip fields, bad array headers."""
+HEADER_TYPES: dict[str, type] = {
+    "kind": str, "steps": int, "tasks": int, "batch": int, "graph": dict, "patterns": list, "parts": dict,
+    "losses": list, "groups": list,
+}
+"""The header keys every run file has, and their JSON types (``format``, ``data``, ``meta``, ... are optional)."""
+
+
+def _file_start(path: Path) -> bytes:
     try:
-        data = np.load(Path(path), allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+        with open(path, "rb") as f:
+            return f.read(8)
+    except FileNotFoundError:
+        raise GraphflowError(f"{path}: no such run file") from None
+    except IsADirectoryError:
+        raise GraphflowError(f"{path}: a folder, not a run file") from None
+    except OSError as err:
+        raise GraphflowError(f"{path}: unreadable run file ({err.strerror or err})") from None
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    """One array of the archive, read whole (so that zip's CRC check always runs) and parsed strictly."""
+    where = f"{path}: unreadable run file: array {name.removesuffix('.npy')!r}"
+    try:
+        buffer = io.BytesIO(zf.read(name))
+        array = np.lib.format.read_array(buffer, allow_pickle=False)
+    except DAMAGE as err:
+        raise GraphflowError(f"{where} is damaged ({type(err).__name__}: {err})") from None
+    if buffer.read(1):
+        raise GraphflowError(f"{where} has bytes past its data")
+    return array
+
+
+def read_run_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(JSON header, arrays) of a run file, every array read whole.
+
+    Anything but an intact ``.npz`` of arrays with a JSON-object header under ``__run__`` is a
+    :class:`GraphflowError` naming the file: a missing file, a plain ``.npy`` array, a truncated
+    archive, a flipped byte (zip's CRC; a flipped name fails zip's check of the name, since every
+    member is read), a damaged zip field, a header that is no JSON object.
+    """
+    path = Path(path)
+    start = _file_start(path)
+    if start.startswith(NPY_MAGIC):
+        raise GraphflowError(f"{path}: not an inspection run (a plain .npy array, not an .npz archive)")
+    if not start.startswith(ZIP_MAGIC):
+        raise GraphflowError(f"{path}: unreadable run file (not an .npz archive)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if f"{HEADER_KEY}.npy" not in names:
+                raise GraphflowError(f"{path}: not an inspection run (no {HEADER_KEY} header)")
+            other = [n for n in names if not n.endswith(".npy")]
+            if other:  # a run holds arrays only: this is a damaged name (or not a run)
+                raise GraphflowError(f"{path}: unreadable run file: {other[0]!r} is not an array (.npy)")
+            raw = _read_member(path, zf, f"{HEADER_KEY}.npy")
+            arrays = {n.removesuffix(".npy"): _read_member(path, zf, n) for n in names if n != f"{HEADER_KEY}.npy"}
+    except GraphflowError:
+        raise
+    except DAMAGE as err:  # the archive itself: truncated, damaged central directory
+        raise GraphflowError(f"{path}: unreadable run file, truncated or damaged "
+                             f"({type(err).__name__}: {err})") from None
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise GraphflowError(f"{path}: the {HEADER_KEY} header is not a JSON text (a {raw.dtype} array of shape "
+                             f"{list(raw.shape)})")
+    try:
+        header = json.loads(str(raw))
+    except ValueError as err:
+        raise GraphflowError(f"{path}: the {HEADER_KEY} header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise GraphflowError(f"{path}: the {HEADER_KEY} header is {_json_type(header)}, not a JSON object")
+    return header, arrays
+
+
+def _check_header(path: Path, header: dict) -> None:
+    """The run kind, format and every key the loader reads, with its type and sizes."""
+    if "kind" not in header:
+        raise GraphflowError(f"{path}: the run header has no 'kind'")
+    if header["kind"] != RUN_KIND:
+        raise GraphflowError(f"{path}: kind {header['kind']!r}, expected {RUN_KIND!r}")
+    fmt = header.get("format", 0)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise GraphflowError(f"{path}: run format {fmt!r} is not a whole number")
+    if fmt > RUN_FORMAT:
+        raise GraphflowError(f"{path}: run format {fmt} is newer than this graphflow reads ({RUN_FORMAT})")
+    for key, kind in HEADER_TYPES.items():
+        if key not in header:
+            raise GraphflowError(f"{path}: the run header has no {key!r}")
+        value = header[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise GraphflowError(f"{path}: the run header's {key!r} is {_json_type(value)}, "
+                                 f"expected {JSON_TYPES[kind]}")
+    for key in ("steps", "tasks", "batch"):
+        if header[key] < 1:
+            raise GraphflowError(f"{path}: the run header's {key!r} is {header[key]}, expected at least 1")
+    if not all(isinstance(p, dict) and isinstance(p.get("pattern"), str) for p in header["patterns"]):
+        raise GraphflowError(f"{path}: the run header's 'patterns' are not all {{\"pattern\": text, ...}} objects")
+    if not header["losses"]:
+        raise GraphflowError(f"{path}: the run header names no loss arrays ('losses' is empty)")
+    for key in ("losses", "groups", "data"):
+        if not isinstance(header.get(key, []), list) or not all(isinstance(n, str) for n in header.get(key, [])):
+            raise GraphflowError(f"{path}: the run header's {key!r} is not a list of names")
+    if not isinstance(header.get("meta", {}), dict):
+        raise GraphflowError(f"{path}: the run header's 'meta' is {_json_type(header['meta'])}, expected an object")
+
+
+JSON_TYPES = {dict: "an object", list: "a list", str: "a text", bool: "true/false", int: "a whole number",
+              float: "a number", type(None): "null"}
+"""How the errors name the type of a JSON value."""
+
+
+def _json_type(value) -> str:
+    return JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _run_graph(path: Path, header: dict):
+    """The graph of the run's spec (an error naming the file when the spec does not build)."""
+    from graphflow.graph import build
+    from graphflow.spec import parse_graph_spec
+
+    try:
+        return build(parse_graph_spec(header["graph"]))
+    except GraphflowError as err:  # spec errors list their problems one a line: keep them on one
+        first, *rest = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        raise GraphflowError(f"{path}: the run's graph: {' '.join([first, '; '.join(rest)]).strip()}") from None
+
+
+def _array(path: Path, name: str, a: np.ndarray | None, kind: str = "number") -> np.ndarray:
+    """The array the header names ``name``: present, and of numbers (or ``bool`` for ``kind="bool"``)."""
+    if a is None:
+        raise GraphflowError(f"{path}: the run header names array {name!r}, which the file lacks")
+    if (a.dtype.kind == "b") if kind == "bool" else (a.dtype.kind in "fiu"):
+        return a
+    raise GraphflowError(f"{path}: array {name!r} holds {a.dtype}, expected {kind}s")
+
+
+def _check_shape(path: Path, name: str, a: np.ndarray, dims: tuple[str, ...], expected: tuple) -> None:
+    """``a`` has one axis per dim, of the expected length where one is given (None: any)."""
+    if a.ndim != len(dims) or any(n is not None and k != n for k, n in zip(a.shape, expected)):
+        axes = ", ".join(d if n is None else f"{d}={n}" for d, n in zip(dims, expected))
+        raise GraphflowError(f"{path}: array {name!r} has shape {list(a.shape)}, expected [{axes}]")
+
+
+def _part_record(path: Path, header: dict, graph, part: str, ph, arrays: dict[str, np.ndarray]) -> PartRecord:
+    """One part of the header's layout, checked against the graph and the arrays."""
+    where = f"{path}: part {part!r} of the run header"
+    if not isinstance(ph, dict):
+        raise GraphflowError(f"{where} is {_json_type(ph)}, expected an object")
+    for key, kind in (("role", str), ("nodes", list), ("ids", list), ("fields", dict)):
+        if not isinstance(ph.get(key), kind):
+            raise GraphflowError(f"{where} has no {key!r} ({JSON_TYPES[kind]})")
+    if part not in graph.parts():
+        raise GraphflowError(f"{where}: the run's graph has no such part")
+    size, nodes = graph.part_size(part), ph["nodes"]
+    if not all(type(n) is int and 0 <= n < size for n in nodes) or nodes != sorted(set(nodes)):
+        raise GraphflowError(f"{where}: 'nodes' are not increasing node positions 0..{size - 1}")
+    if ph["ids"] != [graph.node_id(part, n) for n in nodes]:
+        raise GraphflowError(f"{where}: 'ids' are not the ids of its 'nodes'")
+    lengths = {"step": header["steps"], "task": header["tasks"], "example": header["batch"], "node": len(nodes)}
+    fields, channels = {}, {}
+    for name, spec in ph["fields"].items():
+        if name not in FIELD_DIMS:
+            raise GraphflowError(f"{where}: unknown field {name!r}; fields are {', '.join(FIELDS)}")
+        names = spec.get("channels") if isinstance(spec, dict) else None
+        if names is not None and not (isinstance(names, list) and all(isinstance(c, str) for c in names)):
+            raise GraphflowError(f"{where}: the channels of {name!r} are not a list of names")
+        key, dims = f"part/{part}/{name}", FIELD_DIMS[name]
+        fields[name] = _array(path, key, arrays.get(key))
+        expected = dict(lengths, channel=len(names) if names else None)
+        _check_shape(path, key, fields[name], dims, tuple(expected[d] for d in dims))
+        if names:
+            channels[name] = list(names)
+    key = f"part/{part}/recorded"
+    recorded = _array(path, key, arrays.get(key), "bool")
+    _check_shape(path, key, recorded, ("step", "node"), (header["steps"], len(nodes)))
+    group = ph.get("group")
+    return PartRecord(part, ph["role"], group if isinstance(group, str) else None, np.asarray(nodes, np.int64),
+                      list(ph["ids"]), recorded, fields, channels)
+
+
+def _check_per_example(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Loss, output and data arrays: [step, task, example, unit] (one task's data may serve all tasks)."""
+    for name, a in arrays.items():
+        tasks = None if name.startswith("data/") else header["tasks"]
+        _check_shape(path, name, _array(path, name, a), ("step", "task", "example", "unit"),
+                     (header["steps"], tasks, header["batch"], None))
+
+
+GROUP_DIMS = {"quantiles": ("step", "quantile"), "histogram": ("step", "bin"), "edges": ("step", "edge"),
+              "moments": ("step", "moment"), "non_finite": ("step",)}
+"""The axes of a learner group's update statistics (:attr:`Run.groups`)."""
+
+
+def _check_group(path: Path, header: dict, group: str, stats: dict[str, np.ndarray]) -> None:
+    """A learner group's update statistics: one row per step, as :attr:`Run.groups` describes them."""
+    for name in GROUP_DIMS:
+        if name not in stats and name != "non_finite":  # runs recorded before non_finite was counted lack it
+            raise GraphflowError(f"{path}: the run header names learner group {group!r}, whose array "
+                                 f"'group/{group}/{name}' the file lacks")
+    hist = stats.get("histogram")
+    lengths = {"quantile": len(QUANTILES), "moment": 3,
+               "edge": hist.shape[-1] + 1 if hist is not None and hist.ndim == 2 else None}
+    for name, a in stats.items():
+        key = f"group/{group}/{name}"
+        dims = GROUP_DIMS.get(name, ("step",) + ("value",) * (a.ndim - 1))
+        expected = (header["steps"],) + tuple(lengths.get(d) for d in dims[1:])
+        _check_shape(path, key, _array(path, key, a), dims, expected)
+
+
+def is_run_file(path: str | Path) -> bool:
+    """Whether ``path`` is (meant to be) an inspection run: an ``.npz`` archive with the run header.
+
+    Only the archive's table of contents is read; a damaged run file still counts, so that
+    :meth:`Run.load` says what is wrong with it.
+    """
+    try:
+        with zipfile.ZipFile(Path(path)) as zf:
+            return f"{HEADER_KEY}.npy" in zf.namelist()
+    except DAMAGE:
         return False
-    if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy array
-        return False
-    with data:
-        return HEADER_KEY in data.files

@@ -7,6 +7,7 @@ checkpoint with its preset) it samples an inner loop of the task with a seed and
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from graphflow.errors import GraphflowError
 from graphflow.inspect.recording import Inspector
-from graphflow.inspect.run import Run, is_run_file, load_run
+from graphflow.inspect.run import DAMAGE, HEADER_KEY, NPY_MAGIC, ZIP_MAGIC, Run, is_run_file, load_run
 
 REFERENCE_DEFAULTS = {"sinusoid": ("sinusoid", 5, 10), "maml-sinusoid": ("sinusoid", 2, 10), "mnist": ("mnist", 20, 8)}
 """Reference preset -> (task, inner steps, shots) of its published regime."""
@@ -116,12 +117,52 @@ def record_from_checkpoint(path: str | Path, request: RunRequest, backend: str =
     return insp.to_run()
 
 
-def open_run(path: str | Path, request: RunRequest | None = None, backend: str = "numpy") -> Run:
-    """A run file as it is, or a checkpoint recorded as ``request`` asks."""
+def source_kind(path: str | Path) -> str:
+    """``run`` (an inspection run file), ``checkpoint`` (a graphflow ``.npz`` checkpoint) or
+    ``reference`` (a reference ``.npy`` checkpoint); anything else is a :class:`GraphflowError`
+    naming the file: a missing file, an archive too damaged to list, a plain array named ``.npz``,
+    an archive that is neither a run nor a checkpoint.
+
+    A run file damaged inside (a flipped byte, a missing array) is still a ``run``: reading it says
+    what is wrong.
+    """
+    from graphflow.meta.checkpoint import META_KEY
+
     path = Path(path)
     if not path.exists():
         raise GraphflowError(f"{path}: no such run or checkpoint file")
-    if is_run_file(path):
+    if path.is_dir():
+        raise GraphflowError(f"{path}: a folder, not a run or checkpoint file")
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(NPY_MAGIC))
+    except OSError as err:
+        raise GraphflowError(f"{path}: unreadable ({err.strerror or err})") from None
+    if start.startswith(ZIP_MAGIC) and is_run_file(path):  # a run, whatever its name
+        return "run"
+    if path.suffix == ".npy":
+        return "reference"
+    if start == NPY_MAGIC:
+        raise GraphflowError(f"{path}: a plain .npy array, not a run file or graphflow checkpoint (.npz archives); "
+                             f"a reference checkpoint is read from a .npy file with --preset")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except DAMAGE as err:
+        raise GraphflowError(f"{path}: unreadable: not an intact .npz archive, truncated or damaged "
+                             f"({type(err).__name__}: {err})") from None
+    if f"{HEADER_KEY}.npy" in names:
+        return "run"
+    if f"{META_KEY}.npy" in names:
+        return "checkpoint"
+    raise GraphflowError(f"{path}: neither an inspection run (no {HEADER_KEY} header) nor a graphflow checkpoint "
+                         f"(no {META_KEY} header)")
+
+
+def open_run(path: str | Path, request: RunRequest | None = None, backend: str = "numpy") -> Run:
+    """A run file as it is, or a checkpoint recorded as ``request`` asks."""
+    path = Path(path)
+    if source_kind(path) == "run":
         return load_run(path)
     if request is None or not request.patterns:
         raise GraphflowError(f"{path} is a checkpoint, not a run: say which nodes to record (--nodes PATTERN)")

@@ -16,7 +16,9 @@ drawing SVG) and the style — so the file opens offline, from disk, with no ser
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -97,7 +99,7 @@ def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_
     per_task_loss = np.sum([v.mean(axis=(2, 3)) for v in run.losses.values()], axis=0)
     source = run.header.get("meta", {})
     return {
-        "title": source.get("title") or f"graphflow run: {', '.join(run.patterns)}",
+        "title": str(source.get("title") or f"graphflow run: {', '.join(run.patterns)}"),
         "subtitle": f"{run.steps} inner steps, {run.header['tasks']} task(s) of {run.header['batch']} examples; "
                     f"{len(recorded_ids)} recorded nodes" + ("; with backprop gradients" if run.has_gradients else ""),
         "steps": run.steps,
@@ -115,17 +117,44 @@ def _asset(name: str) -> str:
     return resources.files("graphflow.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
+PLACEHOLDER = re.compile(r"/\*\{\{(\w+)\}\}\*/|\{\{(\w+)\}\}")
+"""``{{name}}`` or ``/*{{name}}*/`` (the form that keeps the CSS and the script of the template valid)."""
+SCRIPT_SAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+"""Characters written as JSON escapes inside the page's data script element: with no ``<`` there,
+no ``</script>``, ``<!--`` or ``<script`` can end or derail the element, whatever a title holds."""
+
+
+def script_json(data) -> str:
+    r"""``data`` as JSON that is safe as the text of a ``<script>`` element (and the same under ``JSON.parse``).
+
+    >>> print(script_json({"title": "</script><!--", "n": 1}))
+    {"title":"\u003c/script\u003e\u003c!--","n":1}
+    """
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return re.sub("[<>&\u2028\u2029]", lambda m: SCRIPT_SAFE[m.group()], text)
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Replace every placeholder of ``template`` by its value in one pass: text put in is never
+    searched for placeholders again (a title ``{{data}}`` stays that text)."""
+    def value(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in values:
+            raise KeyError(f"explorer template: no value for placeholder {m.group()!r}")
+        return values[name]
+
+    return PLACEHOLDER.sub(value, template)
+
+
 def explorer_html(run, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> str:
     """The explorer page for ``run`` as one HTML string (no external resources)."""
     data = explorer_data(run, collapsed, threshold)
-    # "</" inside a script element would end it; JSON allows the escaped form.
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    title = data["title"].replace("&", "&amp;").replace("<", "&lt;")
-    return (_asset("explorer.html")
-            .replace("{{title}}", title)
-            .replace("/*{{style}}*/", _asset("explorer.css"))
-            .replace("{{data}}", payload)
-            .replace("/*{{script}}*/", _asset("explorer.js")))
+    return fill_template(_asset("explorer.html"), {
+        "title": html.escape(data["title"]),
+        "style": _asset("explorer.css"),
+        "data": script_json(data),
+        "script": _asset("explorer.js"),
+    })
 
 
 def write_explorer(run, path: str | Path, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> Path:

@@ -6,6 +6,9 @@ Every error names the block, node or field at fault. The reverse direction
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import networkx as nx
 import numpy as np
 
@@ -23,6 +26,7 @@ from graphflow.graph.blocks import (
 )
 from graphflow.graph.graph import Graph, Slot
 from graphflow.graph.ids import format_id
+from graphflow.graph.memory import INT64_MAX, require_memory
 from graphflow.spec import graph as S
 from graphflow.spec import parse_graph_spec
 
@@ -51,16 +55,173 @@ def build(spec) -> Graph:
         spec = spec.spec()
     if isinstance(spec, (dict, str)):
         spec = parse_graph_spec(spec)
-    if isinstance(spec, S.StackSpec):
-        blocks = _stack_blocks(spec)
-    elif isinstance(spec, S.FreeFormSpec):
-        blocks = _freeform_blocks(spec)
-    else:
+    if not isinstance(spec, (S.StackSpec, S.FreeFormSpec)):
         raise GraphError(f"cannot build a graph from {type(spec).__name__}")
+    check_sizes(spec)  # before any array is allocated
+    blocks = _stack_blocks(spec) if isinstance(spec, S.StackSpec) else _freeform_blocks(spec)
     waves = _check_wiring(blocks)
     ordered = [b for wave in waves for b in wave]
     slots = _assign_groups(ordered, spec.sharing, spec.groups)
     return Graph(ordered, slots, waves, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes and memory, from the spec alone (Python integers: nothing allocated, nothing overflows)
+
+
+@dataclass(frozen=True)
+class BlockSize:
+    """What one block of a spec will hold once built, computed from the spec without building it."""
+
+    kind: str
+    """Spec kind: input, target, neurons, weights, activation, softmax or loss."""
+    name: str
+    nodes: int
+    """Scalar nodes of the block (a neuron block: its sums and its biases)."""
+    units: int
+    """Units (a weights block: its weight nodes)."""
+    build_bytes: int
+    """Bytes :func:`build` allocates for the block, at most (index arrays, masks, fan counts)."""
+    shape: tuple[int, int] | None = None
+    """A weights block: (source units, destination neurons)."""
+
+    def describe(self) -> str:
+        what = {"weights": "weight nodes", "neurons": "neurons"}.get(self.kind, "units")
+        return f"{self.kind} {self.name!r}: {_count(self.units)} {what}"
+
+
+def _num(n: int) -> str:
+    """An integer from a spec, for a message (Python will not print one of more than 4300 digits)."""
+    return str(n) if n.bit_length() <= 1000 else f"about {'-' if n < 0 else ''}10^{int(math.log10(abs(n)))}"
+
+
+def _count(n: int) -> str:
+    """An integer for a message: ``1,000,000`` or ``10^5000`` (Python will not print huge ones)."""
+    if n.bit_length() > 100:
+        return f"about 10^{int(math.log10(n))}"
+    return f"{n:,}"
+
+
+def block_sizes(spec) -> list[BlockSize]:
+    """Node counts and build memory of every block of a (validated) graph spec, in spec order.
+
+    Sizes that the spec leaves to references it cannot resolve count as 0: :func:`build` names
+    such errors itself.
+
+    >>> import graphflow as gf
+    >>> [(b.name, b.nodes) for b in block_sizes(gf.stack(3, gf.Dense(2), gf.L2Loss()))]
+    [('input', 3), ('dense0', 6), ('dense0', 4), ('target', 2), ('loss1', 2)]
+    """
+    if hasattr(spec, "spec") and callable(spec.spec):
+        spec = spec.spec()
+    if isinstance(spec, (dict, str)):
+        spec = parse_graph_spec(spec)
+    out: list[BlockSize] = []
+
+    def unit(kind: str, name: str, size: int, extra: int = 0):
+        # fan-out counts (int64) and their == 0 test (bool) in _check_wiring; neurons: fan-in too
+        per = 18 if kind == "neurons" else 9
+        out.append(BlockSize(kind, name, 2 * size if kind == "neurons" else size, size, per * size + extra))
+
+    def dense(name: str, n_src: int, n_dst: int):
+        # no index arrays; fan-out / fan-in counts of n_src and n_dst entries while wiring is checked
+        out.append(BlockSize("weights", name, n_src * n_dst, n_src * n_dst, 8 * (n_src + n_dst), (n_src, n_dst)))
+
+    if isinstance(spec, S.StackSpec):
+        unit("input", "input", spec.inputs)
+        size = spec.inputs
+        for p, layer in enumerate(spec.layers):
+            name = default_layer_name(layer, p)
+            if isinstance(layer, S.DenseLayer):
+                dense(name, size, layer.units)
+                unit("neurons", name, layer.units)
+                size = layer.units
+            elif isinstance(layer, S.LossLayer):
+                unit("target", "target", size)
+                unit("loss", name, size)
+            else:
+                fn_list = isinstance(getattr(layer, "fn", None), list)
+                unit(layer.kind, name, size, 8 * size if fn_list else 0)
+        return out
+
+    sizes: dict[str, int] = {}
+    for b in spec.blocks:
+        if isinstance(b, (S.InputBlock, S.TargetBlock, S.NeuronBlock)):
+            sizes.setdefault(b.name, b.size)
+    progress = True
+    while progress:  # sized by their source, in any order (as _freeform_blocks resolves them)
+        progress = False
+        for b in spec.blocks:
+            if isinstance(b, (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)) and b.name not in sizes and b.src in sizes:
+                sizes[b.name] = sizes[b.src]
+                progress = True
+    for b in spec.blocks:
+        if isinstance(b, S.WeightBlock):
+            n_src, n_dst = sizes.get(b.src, 0), sizes.get(b.dst, 0)
+            if b.mask is not None:
+                entries = sum(len(row) for row in b.mask)
+                ones = sum(row.count(1) for row in b.mask)
+                # the mask as an array and its tests, then the int64 (i, j) of each weight, copied
+                out.append(BlockSize("weights", b.name, ones, ones, 11 * entries + 32 * ones + 8 * (n_src + n_dst),
+                                     (n_src, n_dst)))
+            elif b.edges is not None:
+                # (i, j) pairs, keys, sort and unique, the sorted (i, j) and the given order
+                m = len(b.edges)
+                out.append(BlockSize("weights", b.name, m, m, 96 * m + 8 * (n_src + n_dst), (n_src, n_dst)))
+            else:
+                dense(b.name, n_src, n_dst)
+        elif isinstance(b, S.NeuronBlock):
+            unit("neurons", b.name, b.size, 48 * b.size if b.bias_edges is not None else 0)
+        elif isinstance(b, (S.InputBlock, S.TargetBlock)):
+            unit(b.kind, b.name, b.size)
+        else:
+            size = sizes.get(b.name, 0)
+            unit(b.kind, b.name, size, 8 * size if isinstance(getattr(b, "fn", None), list) else 0)
+    return out
+
+
+def estimate_bytes(spec) -> int:
+    """Bytes :func:`build` needs for the graph of ``spec``, from the spec alone (no array allocated).
+
+    Later stages add their own needs (engine state per node and task, pools of initial networks)
+    and check the sum with :func:`graphflow.graph.memory.require_memory`.
+
+    >>> import graphflow as gf
+    >>> estimate_bytes(gf.stack(784, gf.Dense(1000), gf.ReLU(), gf.Dense(10), gf.Softmax(), gf.CrossEntropy())) < 10**6
+    True
+    """
+    return sum(b.build_bytes for b in block_sizes(spec))
+
+
+def check_sizes(spec, available: int | None = None) -> list[BlockSize]:
+    """Refuse a spec whose node counts do not fit 64-bit indices, or whose graph needs more memory
+    to build than is available; returns :func:`block_sizes`.
+
+    >>> import graphflow as gf
+    >>> check_sizes(gf.stack(2**62, gf.Dense(4), gf.L2Loss()))
+    Traceback (most recent call last):
+    ...
+    graphflow.errors.GraphError: weights 'dense0': 4,611,686,018,427,387,904 x 4 = 18,446,744,073,709,551,616 weight nodes, more than a 64-bit index holds (at most 2^63 - 1)
+    """
+    sizes = block_sizes(spec)
+    for b in sizes:
+        if b.units > INT64_MAX or b.nodes > INT64_MAX:
+            if b.kind == "weights" and b.units > INT64_MAX:
+                src, dst = b.shape or (0, 0)
+                shape = f"{_count(src)} x {_count(dst)} = " if src * dst == b.units else ""
+                raise GraphError(f"weights {b.name!r}: {shape}{_count(b.units)} weight nodes, more than a 64-bit index "
+                                 "holds (at most 2^63 - 1)")
+            raise GraphError(f"{b.describe()}: more than a 64-bit index holds (at most 2^63 - 1 nodes)")
+    total = sum(b.nodes for b in sizes)
+    if total > INT64_MAX:
+        biggest = max(sizes, key=lambda b: b.nodes)
+        raise GraphError(f"the graph has {_count(total)} nodes, more than a 64-bit index holds "
+                         f"(at most 2^63 - 1; largest block: {biggest.describe()})")
+    if sizes:
+        biggest = max(sizes, key=lambda b: b.build_bytes)
+        require_memory(sum(b.build_bytes for b in sizes), "graph", f"largest block: {biggest.describe()}",
+                       available=available)
+    return sizes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,28 +373,29 @@ def _freeform_blocks(spec: S.FreeFormSpec) -> list[Block]:
 def _bias_edges(b: S.NeuronBlock) -> np.ndarray | None:
     if b.bias_edges is None:
         return None
-    edges = np.asarray(b.bias_edges, dtype=np.int64).reshape(-1, 2)
-    for bias, neuron in edges:
+    for bias, neuron in b.bias_edges:  # in Python integers first: an index past int64 names the edge too
         for what, v in (("bias", bias), ("neuron", neuron)):
             if not 0 <= v < b.size:
-                raise GraphError(f"neurons {b.name!r}: bias edge ({bias}, {neuron}) names {what} {v}, "
+                raise GraphError(f"neurons {b.name!r}: bias edge ({_num(bias)}, {_num(neuron)}) names {what} {_num(v)}, "
                                  f"which does not exist (size {b.size}; dangling node)")
-    for bias in range(b.size):
-        fed = edges[edges[:, 0] == bias, 1]
-        if len(fed) > 1:
-            raise GraphError(f"{format_id(b.name, 'b', bias)}: a bias feeds exactly one neuron, this one feeds "
-                             f"{len(fed)}: {', '.join(format_id(b.name, 'sum', n) for n in fed)}")
-    for neuron in range(b.size):
-        has = edges[edges[:, 1] == neuron, 0]
-        if len(has) != 1:
-            raise GraphError(f"{format_id(b.name, 'sum', neuron)}: every neuron has exactly one bias, this one has {len(has)}")
+    edges = np.asarray(b.bias_edges, dtype=np.int64).reshape(-1, 2)
+    fed = np.bincount(edges[:, 0], minlength=b.size)
+    if (fed > 1).any():
+        bias = int(np.argmax(fed > 1))
+        neurons = edges[edges[:, 0] == bias, 1]
+        raise GraphError(f"{format_id(b.name, 'b', bias)}: a bias feeds exactly one neuron, this one feeds "
+                         f"{len(neurons)}: {', '.join(format_id(b.name, 'sum', n) for n in neurons)}")
+    has = np.bincount(edges[:, 1], minlength=b.size)
+    if (has != 1).any():
+        neuron = int(np.argmax(has != 1))
+        raise GraphError(f"{format_id(b.name, 'sum', neuron)}: every neuron has exactly one bias, this one has {has[neuron]}")
     return edges
 
 
 def _weight_nodes(b: S.WeightBlock, n_src: int, n_dst: int) -> WeightNodes:
     owner = f"weights {b.name!r}"
     if b.fan_in is not None and b.fan_in != n_src:
-        raise GraphError(f"{owner}: declared fan-in {b.fan_in} does not match src {b.src!r} with {n_src} units")
+        raise GraphError(f"{owner}: declared fan-in {_num(b.fan_in)} does not match src {b.src!r} with {n_src} units")
     if b.mask is not None and b.edges is not None:
         raise GraphError(f"{owner}: give a mask or edges, not both")
     if b.mask is not None:
@@ -243,20 +405,20 @@ def _weight_nodes(b: S.WeightBlock, n_src: int, n_dst: int) -> WeightNodes:
         for r, row in enumerate(b.mask):
             if len(row) != n_dst:
                 raise GraphError(f"{owner}: mask row {r} has {len(row)} entries but dst {b.dst!r} has {n_dst} neurons")
-        m = np.asarray(b.mask)
-        if not np.isin(m, (0, 1)).all():
+        if not set().union(*map(set, b.mask)) <= {0, 1}:
             raise GraphError(f"{owner}: mask entries must be 0 or 1")
+        m = np.asarray(b.mask, dtype=np.int8).reshape(n_src, n_dst)
         i, j = np.nonzero(m)
         return WeightNodes(b.name, b.src, b.dst, n_src, n_dst, i.astype(np.int64), j.astype(np.int64), "mask", b.fan_in)
     if b.edges is not None:
-        e = np.asarray(b.edges, dtype=np.int64).reshape(-1, 2)
-        for i, j in e:
+        for i, j in b.edges:  # in Python integers first: an index past int64 names the edge too
             if not 0 <= i < n_src:
-                raise GraphError(f"{owner}: edge ({i}, {j}) reads {format_id(b.src, 'x', i).split('/')[0]}[{i}], "
+                raise GraphError(f"{owner}: edge ({_num(i)}, {_num(j)}) reads {b.src}[{_num(i)}], "
                                  f"which does not exist ({b.src!r} has {n_src} units; dangling node)")
             if not 0 <= j < n_dst:
-                raise GraphError(f"{owner}: edge ({i}, {j}) feeds {format_id(b.dst, 'sum', j)}, which does not exist "
+                raise GraphError(f"{owner}: edge ({_num(i)}, {_num(j)}) feeds {b.dst}/sum[{_num(j)}], which does not exist "
                                  f"({b.dst!r} has {n_dst} neurons; dangling node)")
+        e = np.asarray(b.edges, dtype=np.int64).reshape(-1, 2)
         keys = e[:, 0] * n_dst + e[:, 1]
         uniq, counts = np.unique(keys, return_counts=True)
         if (counts > 1).any():

@@ -6,6 +6,8 @@ Never imports numpy: a spec is what a user writes, validates and saves.
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -58,6 +60,25 @@ def _user_path(loc: tuple, data) -> str:
     return ".".join(parts)
 
 
+def _short_repr(value, limit: int = 60) -> str:
+    """``repr`` of a value at fault, shortened: an integer of 10^5000 has no repr (Python refuses
+    to write integers of more than 4300 digits) and a long string would drown the message.
+
+    >>> _short_repr(10**100)
+    'an integer of 101 digits'
+    >>> _short_repr("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' (100 characters)"
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        if value.bit_length() <= HUGE_INT_BITS:
+            return f"an integer of {len(str(abs(value)))} digits"
+        return f"an integer of about {int(math.log10(abs(value))) + 1} digits"
+    text = repr(value)
+    if len(text) > limit:
+        return f"{text[:limit - 3]}...' ({len(value)} characters)" if isinstance(value, str) else text[:limit] + "..."
+    return text
+
+
 def format_validation_error(err: ValidationError, what: str, data=None) -> str:
     """Turn a pydantic error into lines naming the field path at fault, as the user wrote it.
 
@@ -77,7 +98,7 @@ def format_validation_error(err: ValidationError, what: str, data=None) -> str:
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, nested too deeply, or integers too long
             data = None
     lines = [f"invalid {what}:"]
     for e in err.errors():
@@ -88,11 +109,59 @@ def format_validation_error(err: ValidationError, what: str, data=None) -> str:
         message = e["msg"]
         value = e.get("input")
         if e["type"] not in ("missing", "union_tag_invalid", "json_invalid") and isinstance(value, (str, int, float, bool)):
-            message += f" (got {value!r})"
+            message += f" (got {_short_repr(value)})"
         line = f"  {path or '<root>'}: {message}"
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)
+
+
+TOO_DEEP = "nested too deeply (a spec is a few levels of objects and lists)"
+MAX_DEPTH = 64
+"""Nesting a spec may have (the deepest real one, a free-form mask, has 5 levels)."""
+
+
+HUGE_INT_BITS = 14_000
+"""Integers longer than this (about 4200 digits) are refused before validation: Python will not
+write them in messages (``sys.get_int_max_str_digits``), and no field takes one."""
+
+
+def _unusable(data, limit: int = MAX_DEPTH) -> str | None:
+    """Where ``data`` nests deeper than ``limit`` lists and dicts or holds an integer of thousands
+    of digits, said as ``<field path>: <what>``; None when it has neither.
+
+    Checked before pydantic sees Python data: it would walk such data recursively, or fail to
+    show the value, and print "Exception ignored" warnings.
+
+    >>> _unusable({"layers": [[[[1]]]]}, limit=3)
+    'layers.0.0: nested too deeply (a spec is a few levels of objects and lists)'
+    >>> _unusable({"inputs": 10**5000})
+    'inputs: an integer of about 5001 digits, far too large for any field'
+    """
+    todo = [(data, ())]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, dict):
+            children = value.items()
+        elif isinstance(value, (list, tuple)):
+            children = enumerate(value)
+        elif isinstance(value, int) and value.bit_length() > HUGE_INT_BITS:
+            digits = int(math.log10(abs(value))) + 1
+            return f"{_path_text(path)}: an integer of about {digits} digits, far too large for any field"
+        else:
+            continue
+        if len(path) >= limit:
+            return f"{_path_text(path[:3])}: {TOO_DEEP}"
+        for k, v in children:
+            if isinstance(v, (dict, list, tuple)) or (isinstance(v, int) and v.bit_length() > HUGE_INT_BITS):
+                todo.append((v, path + (k,)))
+            elif isinstance(k, int) and not isinstance(k, bool) and k.bit_length() > HUGE_INT_BITS:
+                todo.append((k, path))
+    return None
+
+
+def _path_text(path: tuple) -> str:
+    return ".".join(p if isinstance(p, str) else _short_repr(p) for p in path) or "<root>"
 
 
 def parse_graph_spec(data: dict | str) -> StackSpec | FreeFormSpec:
@@ -102,28 +171,82 @@ def parse_graph_spec(data: dict | str) -> StackSpec | FreeFormSpec:
     ...                   {"kind": "loss", "fn": "l2"}]}).inputs
     2
     """
+    if not isinstance(data, str) and (problem := _unusable(data)):
+        raise SpecError(f"invalid graph spec:\n  {problem}")
     try:
         if isinstance(data, str):
             return GRAPH_SPEC.validate_json(data)
         return GRAPH_SPEC.validate_python(data)
     except ValidationError as err:
         raise SpecError(format_validation_error(err, "graph spec", data)) from None
+    except RecursionError:
+        raise SpecError(f"invalid graph spec: {TOO_DEEP}") from None
+
+
+def parse_experiment_spec(data: dict | str) -> ExperimentSpec:
+    """Validate an experiment spec from a dict or JSON text; a :class:`SpecError` names the fields at fault.
+
+    >>> parse_experiment_spec({"graph": {"kind": "stack", "inputs": 1, "layers": [{"kind": "loss", "fn": "l2"}]},
+    ...                        "seed": -1})
+    Traceback (most recent call last):
+    ...
+    graphflow.errors.SpecError: invalid experiment spec:
+      seed: Input should be greater than or equal to 0 (got -1)
+    """
+    if not isinstance(data, str) and (problem := _unusable(data)):
+        raise SpecError(f"invalid experiment spec:\n  {problem}")
+    try:
+        if isinstance(data, str):
+            return ExperimentSpec.model_validate_json(data)
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, "experiment spec", data)) from None
+    except RecursionError:
+        raise SpecError(f"invalid experiment spec: {TOO_DEEP}") from None
+
+
+def read_json_file(path: str | Path, what: str = "spec file"):
+    """The JSON data of a file, or a :class:`SpecError` that names the file and says what is wrong
+    with it (missing, a folder, unreadable, not UTF-8, not JSON, nested too deeply, a number too long)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a {what}") from None
+    except PermissionError:
+        raise SpecError(f"{path}: permission denied (cannot read the {what})") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                        f"a {what} is JSON written in UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not a usable JSON {what}: {TOO_DEEP}") from None
+    except ValueError:  # an integer longer than Python converts from text
+        raise SpecError(f"{path}: not a usable JSON {what}: it holds an integer of more than "
+                        f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def load_spec(path: str | Path):
-    """Load a graph or experiment spec from a JSON file (experiment if it has a ``graph`` field)."""
+    """Load a graph or experiment spec from a JSON file (experiment if it has a ``graph`` field).
+
+    Every problem with the file or its content is a :class:`SpecError` naming the file.
+    """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
-    except json.JSONDecodeError as err:
-        raise SpecError(f"{path}: not valid JSON ({err})") from None
+    data = read_json_file(path)
     if isinstance(data, dict) and "graph" in data:
         try:
-            return ExperimentSpec.model_validate(data)
-        except ValidationError as err:
-            raise SpecError(format_validation_error(err, f"experiment spec {path}", data)) from None
+            return parse_experiment_spec(data)
+        except SpecError as err:
+            raise SpecError(str(err).replace("invalid experiment spec", f"invalid experiment spec {path}", 1)) from None
     try:
         return parse_graph_spec(data)
     except SpecError as err:
@@ -134,5 +257,6 @@ __all__ = [
     "ActivationBlock", "ActivationLayer", "DenseLayer", "ExperimentSpec", "FreeFormSpec", "GraphSpec",
     "InputBlock", "LearnerSpec", "LossBlock", "LossLayer", "MetaTrainingSpec", "MnistTaskSpec",
     "NeuronBlock", "SinusoidTaskSpec", "SoftmaxBlock", "SoftmaxLayer", "StackSpec", "TargetBlock",
-    "WeightBlock", "format_validation_error", "load_spec", "parse_graph_spec",
+    "WeightBlock", "format_validation_error", "load_spec", "parse_experiment_spec", "parse_graph_spec",
+    "read_json_file",
 ]

@@ -11,6 +11,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from graphflow.spec.types import PositiveInt, StrictInt, Text
+
 ActivationName = Literal["relu", "sigmoid", "tanh", "step", "identity"]
 LossName = Literal["l2", "l1", "ce"]
 Sharing = Literal["layer", "kind", "kind+norm"]
@@ -28,9 +30,9 @@ class DenseLayer(_Model):
     """A fully connected layer: N*M weight nodes, M neuron sums and M bias nodes."""
 
     kind: Literal["dense"] = "dense"
-    units: int = Field(gt=0)
+    units: PositiveInt
     """Number of output neurons M."""
-    name: str | None = None
+    name: Text | None = None
     """Layer name; defaults to ``dense<position>``."""
 
 
@@ -40,7 +42,7 @@ class ActivationLayer(_Model):
     kind: Literal["activation"] = "activation"
     fn: ActivationName | list[ActivationName]
     """Activation function, or one per unit."""
-    name: str | None = None
+    name: Text | None = None
     """Layer name; defaults to ``<fn><position>`` (``mixed<position>`` for a list)."""
 
 
@@ -48,7 +50,7 @@ class SoftmaxLayer(_Model):
     """One softmax node per unit, each keeping the shared denominator."""
 
     kind: Literal["softmax"] = "softmax"
-    name: str | None = None
+    name: Text | None = None
     """Layer name; defaults to ``softmax<position>``."""
 
 
@@ -58,7 +60,7 @@ class LossLayer(_Model):
     kind: Literal["loss"] = "loss"
     fn: LossName
     """Loss function: ``l2`` (d^2/2), ``l1`` (|d|) or ``ce`` (cross-entropy)."""
-    name: str | None = None
+    name: Text | None = None
     """Layer name; defaults to ``loss<position>``."""
 
 
@@ -69,14 +71,14 @@ class StackSpec(_Model):
     """A layer stack: inputs, then dense / activation / softmax layers, ending in one loss."""
 
     kind: Literal["stack"] = "stack"
-    inputs: int = Field(gt=0)
+    inputs: PositiveInt
     """Number of input units."""
     layers: list[Layer] = Field(min_length=1)
     """Layers in forward order; positions count from 0 and name the layers."""
     sharing: Sharing = "layer"
     """Learner sharing: per layer, one per node kind (normalization per layer), or one per kind
     with shared normalization too."""
-    groups: dict[str, str] = Field(default_factory=dict)
+    groups: dict[Text, Text] = Field(default_factory=dict)
     """User-assigned learner groups: ``{"dense0/w": "mygroup", ...}`` (keys are learner slots,
     see :meth:`graphflow.graph.Graph.slots`)."""
 
@@ -96,9 +98,9 @@ class InputBlock(_Model):
     """Input units."""
 
     kind: Literal["input"] = "input"
-    name: str
+    name: Text
     """Block name; node ids are ``<name>/x[i]``."""
-    size: int = Field(gt=0)
+    size: PositiveInt
     """Number of input units."""
 
 
@@ -106,9 +108,9 @@ class TargetBlock(_Model):
     """Target units, read by loss nodes."""
 
     kind: Literal["target"] = "target"
-    name: str
+    name: Text
     """Block name; node ids are ``<name>/y[i]``."""
-    size: int = Field(gt=0)
+    size: PositiveInt
     """Number of target units."""
 
 
@@ -116,11 +118,11 @@ class NeuronBlock(_Model):
     """Neuron sums, each with one bias node: z_j = sum_i w_ij x_i + b_j."""
 
     kind: Literal["neurons"] = "neurons"
-    name: str
+    name: Text
     """Block name; node ids are ``<name>/sum[j]`` and ``<name>/b[j]``."""
-    size: int = Field(gt=0)
+    size: PositiveInt
     """Number of neurons (and of bias nodes)."""
-    bias_edges: list[tuple[int, int]] | None = None
+    bias_edges: list[tuple[StrictInt, StrictInt]] | None = None
     """Explicit (bias, neuron) pairs; default: bias j feeds neuron j. Each bias feeds exactly one
     neuron and each neuron has exactly one bias."""
 
@@ -133,17 +135,17 @@ class WeightBlock(_Model):
     """
 
     kind: Literal["weights"] = "weights"
-    name: str
+    name: Text
     """Block name (may equal ``dst``); node ids are ``<name>/w[i,j]``."""
-    src: str
+    src: Text
     """Block whose units feed these weights (input, neurons, activation or softmax)."""
-    dst: str
+    dst: Text
     """Neuron block the weights sum into."""
-    mask: list[list[int]] | None = None
+    mask: list[list[StrictInt]] | None = None
     """0/1 connectivity, ``mask[i][j] == 1`` for a weight from unit i of ``src`` to neuron j."""
-    edges: list[tuple[int, int]] | None = None
+    edges: list[tuple[StrictInt, StrictInt]] | None = None
     """Explicit (i, j) pairs, one weight node each."""
-    fan_in: int | None = None
+    fan_in: PositiveInt | None = None
     """Optional declared number of source units; must match ``src``'s size."""
 
 
@@ -151,9 +153,9 @@ class ActivationBlock(_Model):
     """Activation units, one per unit of ``src``; ``fn`` may list one function per unit."""
 
     kind: Literal["activation"] = "activation"
-    name: str
+    name: Text
     """Block name; node ids are ``<name>/act[j]``."""
-    src: str
+    src: Text
     """Neuron block whose sums (after their biases) these units read."""
     fn: ActivationName | list[ActivationName]
     """Activation function, or one per unit."""
@@ -163,9 +165,9 @@ class SoftmaxBlock(_Model):
     """Softmax units over all units of ``src``."""
 
     kind: Literal["softmax"] = "softmax"
-    name: str
+    name: Text
     """Block name; node ids are ``<name>/unit[j]``."""
-    src: str
+    src: Text
     """Neuron block the softmax normalizes."""
 
 
@@ -173,13 +175,13 @@ class LossBlock(_Model):
     """Loss nodes comparing ``src`` with ``target`` unit by unit."""
 
     kind: Literal["loss"] = "loss"
-    name: str
+    name: Text
     """Block name; node ids are ``<name>/loss[j]``."""
-    src: str
+    src: Text
     """Block whose units are compared with the targets (neurons, activation or softmax)."""
     fn: LossName
     """Loss function: ``l2``, ``l1`` or ``ce``."""
-    target: str | None = None
+    target: Text | None = None
     """Target block of the same size as ``src`` (required)."""
 
 
@@ -198,7 +200,7 @@ class FreeFormSpec(_Model):
     sharing: Sharing = "layer"
     """Learner sharing: per block part, one per node kind (normalization per part), or one per
     kind with shared normalization too."""
-    groups: dict[str, str] = Field(default_factory=dict)
+    groups: dict[Text, Text] = Field(default_factory=dict)
     """User-assigned learner groups, keyed by learner slot (see ``Graph.slots``)."""
 
     @field_validator("blocks")

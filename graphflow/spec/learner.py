@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from graphflow.spec.types import FiniteFloat, NonNegativeInt, PositiveInt
+
 
 class LearnerSpec(BaseModel):
     """How every node group's learner is built (MPLP_SPEC.md, "Learners" and "Normalization")."""
@@ -14,17 +16,17 @@ class LearnerSpec(BaseModel):
 
     kind: Literal["stateful", "stateless"] = "stateful"
     """``stateful``: one GRU-like cell per group; ``stateless``: MLPs f (update) and g (message)."""
-    message_size: int = Field(8, gt=0)
+    message_size: PositiveInt = 8
     """k, the width of backward messages."""
-    hidden: int = Field(15, ge=0)
+    hidden: NonNegativeInt = 15
     """Hidden carry channels of the stateful cell (ignored when stateless)."""
-    mlp_hidden: tuple[int, int] = (80, 40)
+    mlp_hidden: tuple[PositiveInt, PositiveInt] = (80, 40)
     """Hidden widths of the learners' MLPs."""
     gru_mlp_activation: Literal["tanh", "relu"] = "tanh"
     """Hidden activation of the cell's MLPx/MLPc (the checkpoints use tanh; the seed text says relu)."""
     aggregation: Literal["mean", "sum"] = "mean"
     """How a unit combines the messages of its consumers (seed eq. 9 uses the mean)."""
-    init_std: float = Field(0.05, gt=0)
+    init_std: FiniteFloat = Field(0.05, gt=0)
     """Std of the inner network's initial weights (biases start at zero)."""
-    out_scale_factor: float = Field(0.2, gt=0)
+    out_scale_factor: FiniteFloat = Field(0.2, gt=0)
     """Initial update scale = out_scale_factor * init_std."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphflow.errors import GraphError
+from graphflow.errors import DataError, GraphError
 from graphflow.graph import kinds
 from graphflow.graph.blocks import (
     ActivationNodes,
@@ -275,9 +275,9 @@ def data_by_block(data, blocks: list, what: str) -> dict:
     one such block) or a dict by block name; errors name what is missing."""
     if not isinstance(data, dict):
         if len(blocks) != 1:
-            raise ValueError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
+            raise DataError(f"{what}: this graph has {len(blocks)} {what} blocks; pass a dict by name")
         return {blocks[0].name: data}
     for b in blocks:
         if b.name not in data:
-            raise ValueError(f"{what}: no data for block {b.name!r}")
+            raise DataError(f"{what}: no data for block {b.name!r}")
     return data

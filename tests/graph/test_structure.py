@@ -97,3 +97,18 @@ def test_build_accepts_specs_dicts_json_and_builders():
     assert gf.build(net).stats()["nodes"]["weight"] == 2
     with pytest.raises(gf.GraphError, match="cannot build a graph from int"):
         gf.build(3)
+
+
+def test_data_by_block_errors_are_typed_data_errors():
+    from graphflow.errors import DataError
+    from graphflow.graph import data_by_block
+
+    g = gf.build({"kind": "freeform", "blocks": [
+        {"kind": "input", "name": "a", "size": 1}, {"kind": "input", "name": "b", "size": 1},
+        {"kind": "neurons", "name": "h", "size": 1}, {"kind": "weights", "name": "h", "src": "a", "dst": "h"},
+        {"kind": "target", "name": "y", "size": 1}, {"kind": "loss", "name": "l", "src": "h", "target": "y", "fn": "l2"}]})
+    with pytest.raises(DataError, match="inputs: this graph has 2 inputs blocks; pass a dict by name"):
+        data_by_block([[0.0]], g.inputs, "inputs")
+    with pytest.raises(DataError, match="inputs: no data for block 'b'"):
+        data_by_block({"a": [[0.0]]}, g.inputs, "inputs")
+    assert data_by_block([[0.0]], g.targets, "targets") == {"y": [[0.0]]}

@@ -173,6 +173,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _make_pool(self) -> dict[str, np.ndarray]:
+        from graphflow.graph.memory import require_memory
+
+        per_network = sum(math.prod(shape) for shape in self.engine.parameter_shapes().values())
+        # the pool, plus the float64 draws numpy makes before the float32 copy
+        require_memory(self.exp.meta.init_pool * per_network * 12, f"experiment {self.exp.name!r}",
+                       f"meta.init_pool {self.exp.meta.init_pool} initial networks of {per_network} parameters",
+                       doing="for its pool of initial networks")
         rng = np.random.default_rng([self.exp.seed, 2])
         state = self.engine.init_network(rng, self.exp.meta.init_pool)
         return {k: self.engine.be.to_numpy(v) for k, v in state.params.items()}

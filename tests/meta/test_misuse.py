@@ -91,3 +91,10 @@ def test_a_sinusoid_task_on_a_graph_it_cannot_feed_is_refused(tmp_path, capsys):
                                          "graph": spec.model_dump(mode="json")})
     with pytest.raises(SpecError, match=r"the sinusoid task needs a graph with one input unit .* input blocks of \[2\]"):
         Trainer(exp)
+
+
+def test_a_pool_of_initial_networks_bigger_than_memory_is_refused_before_allocating():
+    from graphflow.errors import GraphError
+
+    with pytest.raises(GraphError, match=r"needs about .* for its pool of initial networks \(meta.init_pool 100000000 "):
+        Trainer(tiny_experiment(init_pool=10**8))

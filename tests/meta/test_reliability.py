@@ -221,11 +221,13 @@ def test_the_checksum_covers_the_header(uninterrupted_4, tmp_path, edit, capsys)
     _rewrite(path, arrays, header)
     with pytest.raises(GraphflowError, match="checksum mismatch"):
         load_checkpoint(path)
-    for args in (["train", tmp_path / "c.json", "--out", folder, "--resume"], ["eval", path, "--tasks", 2],
-                 ["inspect", path, "--nodes", "dense4/w[0,0]"]):
-        (tmp_path / "c.json").write_text(tiny_experiment().model_dump_json())
-        code, _, err = cli(capsys, *args, "--no-progress" if args[0] == "train" else "--json" if args[0] == "eval" else "--steps=1")
+    (tmp_path / "c.json").write_text(tiny_experiment().model_dump_json())
+    for args in (["train", tmp_path / "c.json", "--out", folder, "--resume", "--no-progress"],
+                 ["eval", path, "--tasks", 2, "--json"], ["inspect", path, "--nodes", "dense4/w[0,0]", "--steps=1"],
+                 ["explore", path, "--nodes", "dense4/w[0,0]", "--out", tmp_path / "x.html"]):
+        code, _, err = cli(capsys, *args)
         assert code == 2 and "checksum mismatch" in one_error_line(err), (args, err)
+    assert not (tmp_path / "x.html").exists()
 
 
 def test_a_checkpoint_of_another_experiment_is_refused_with_the_fields_named(uninterrupted_4, tmp_path, capsys):

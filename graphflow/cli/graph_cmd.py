@@ -15,9 +15,8 @@ import typer
 
 from graphflow.cli import app, fail
 from graphflow.errors import SpecError
+from graphflow.graph.kinds import NODE_KINDS
 from graphflow.viz.drawing import learner_group_legend
-
-NODE_KIND_ORDER = ("input", "weight", "neuron", "bias", "activation", "softmax", "loss", "target")
 
 
 def parse_layer_sizes(text: str) -> list[int]:
@@ -40,7 +39,7 @@ def parse_layer_sizes(text: str) -> list[int]:
 
 
 def summary_table(graph, title: str) -> str:
-    """A readable summary: node counts per kind, arrows, and every learner group with its slots.
+    """A readable summary: node counts per node kind, arrows, and every learner group with its slots.
 
     >>> import graphflow as gf
     >>> print(summary_table(gf.build(gf.stack(2, gf.Dense(1), gf.L2Loss())), "tiny"))  # doctest: +NORMALIZE_WHITESPACE
@@ -66,7 +65,7 @@ def summary_table(graph, title: str) -> str:
     stats = graph.stats()
     lines = [f"graph {title}: {stats['total_nodes']:,} nodes in {stats['blocks']} blocks, {stats['waves']} waves", ""]
     lines.append(f"  {'node kind':<14}{'count':>7}")
-    for kind in NODE_KIND_ORDER:
+    for kind in NODE_KINDS:
         if stats["nodes"].get(kind):
             lines.append(f"  {kind:<14}{stats['nodes'][kind]:>7,}")
     lines.append(f"  {'total':<14}{stats['total_nodes']:>7,}")

@@ -1,5 +1,10 @@
 """Free-form topologies: blocks joined by explicit connections, down to single neurons.
 
+Each method adds one block of a block kind of :mod:`graphflow.spec.graph` (``input``, ``target``,
+``neurons``, ``weights``, ``activation``, ``softmax``, ``loss``) and returns a :class:`Units` handle
+on it; :meth:`FreeForm.spec` is the spec, which :func:`graphflow.build` turns into a graph. This
+module writes specs only: it never imports the graph.
+
 >>> import graphflow as gf
 >>> net = gf.FreeForm()
 >>> x = net.input(3)
@@ -82,23 +87,25 @@ class FreeForm:
         return None
 
     def input(self, size: int, name: str | None = None) -> Units:
+        """An input block of ``size`` units (named ``input``, then ``input1``, ... unless named)."""
         name = name or ("input" if not self._find("input") else self._name("input", None))
         self._blocks.append({"kind": "input", "name": name, "size": size})
         return Units(name, size=size)
 
     def target(self, size: int, name: str | None = None) -> Units:
+        """A target block of ``size`` units, for a loss to compare its input with."""
         name = self._name("target", name)
         self._blocks.append({"kind": "target", "name": name, "size": size})
         return Units(name, size=size)
 
     def neurons(self, size: int, name: str | None = None) -> Units:
-        """``size`` neuron sums, each with its bias."""
+        """A neurons block: ``size`` neuron sums, each with its bias."""
         name = self._name("h", name)
         self._blocks.append({"kind": "neurons", "name": name, "size": size})
         return Units(name, size=size)
 
     def connect(self, src: Units, dst: Units, mask=None, name: str | None = None) -> str:
-        """Weights from ``src`` units to ``dst`` neurons; returns the weights block's name.
+        """A weights block from ``src`` units to ``dst`` neurons; returns the weights block's name.
 
         Whole blocks connect densely (or through ``mask[i][j]``); indexed handles (``x[2]``,
         ``h[0:3]``) add single weights, all pairs of the given units, to the block of that
@@ -131,18 +138,21 @@ class FreeForm:
         return block["name"]
 
     def activation(self, src: Units, fn: str | list[str] = "relu", name: str | None = None) -> Units:
-        """One activation node per neuron of ``src``; ``fn`` may list one function per unit."""
+        """An activation block: one activation node per neuron of ``src``; ``fn`` may list one
+        function per unit."""
         name = self._name(fn if isinstance(fn, str) else "mixed", name)
         self._blocks.append({"kind": "activation", "name": name, "src": src.block, "fn": fn})
         return Units(name, size=self._known_size(src.block))
 
     def softmax(self, src: Units, name: str | None = None) -> Units:
+        """A softmax block over the neurons of ``src``: each unit reads all of them."""
         name = self._name("softmax", name)
         self._blocks.append({"kind": "softmax", "name": name, "src": src.block})
         return Units(name, size=self._known_size(src.block))
 
     def loss(self, src: Units, fn: str = "l2", target: Units | None = None, name: str | None = None) -> Units:
-        """Loss nodes on ``src``; a target block of the right size is created unless given."""
+        """A loss block on ``src``; a target block of the right size (``<name>_target``) is created
+        unless given."""
         name = self._name("loss", name)
         if target is None:
             target = self.target(self._size(src.block), name=f"{name}_target")

@@ -1,5 +1,9 @@
 """Keras-like layer constructors and :func:`stack`.
 
+A layer (``dense``, ``activation``, ``softmax``, ``loss``) becomes one or two blocks when built: a
+dense layer ``dense0`` is a weights block and a neurons block, both named ``dense0``. This module
+writes specs only: it never imports the graph.
+
 >>> import graphflow as gf
 >>> spec = gf.stack(144, gf.Dense(50), gf.Sigmoid(), gf.Dense(10), gf.Softmax(), gf.CrossEntropy())
 >>> [layer.kind for layer in spec.layers]
@@ -26,26 +30,32 @@ def Activation(fn: str | list[str], name: str | None = None) -> ActivationLayer:
 
 
 def ReLU(name: str | None = None) -> ActivationLayer:
+    """An activation layer applying ``relu`` to every unit."""
     return Activation("relu", name)
 
 
 def Sigmoid(name: str | None = None) -> ActivationLayer:
+    """An activation layer applying ``sigmoid`` to every unit."""
     return Activation("sigmoid", name)
 
 
 def Tanh(name: str | None = None) -> ActivationLayer:
+    """An activation layer applying ``tanh`` to every unit."""
     return Activation("tanh", name)
 
 
 def Step(name: str | None = None) -> ActivationLayer:
+    """An activation layer applying ``step`` to every unit."""
     return Activation("step", name)
 
 
 def Identity(name: str | None = None) -> ActivationLayer:
+    """An activation layer applying ``identity`` to every unit."""
     return Activation("identity", name)
 
 
 def Softmax(name: str | None = None) -> SoftmaxLayer:
+    """A softmax layer over the units of the dense layer before it."""
     return SoftmaxLayer(name=name)
 
 
@@ -55,14 +65,17 @@ def Loss(fn: str, name: str | None = None) -> LossLayer:
 
 
 def L2Loss(name: str | None = None) -> LossLayer:
+    """A loss layer, ``l2``: (target - out)² / 2 per unit."""
     return Loss("l2", name)
 
 
 def L1Loss(name: str | None = None) -> LossLayer:
+    """A loss layer, ``l1``: |target - out| per unit."""
     return Loss("l1", name)
 
 
 def CrossEntropy(name: str | None = None) -> LossLayer:
+    """A loss layer, ``ce``: -target · log out per unit."""
     return Loss("ce", name)
 
 

@@ -1,9 +1,12 @@
 """Blocks: the compact, array-backed pieces an explicit node graph is made of.
 
-A block holds many scalar nodes of one kind that share their wiring pattern (all weight nodes of
-one connection, all activation units of one layer, ...). Nodes stay individually addressable
+A block holds the scalar nodes that share one wiring pattern (all weight nodes of one connection,
+all activation units of one layer, ...). Its ``kind`` is the block kind of the spec (``neurons``,
+``weights``, ...; plural, as a block holds many nodes); the nodes inside have node kinds
+(:mod:`graphflow.graph.kinds`: ``neuron`` and ``bias``, ``weight``, ...), and each node kind of a
+block is one part, ``<block>/<label>``. Nodes stay individually addressable
 (:mod:`graphflow.graph.ids`) while a 784-1000-1000-10 network costs a few small objects: dense
-weight blocks store no index arrays at all.
+weight blocks store no index arrays at all. This module knows nothing of learners or running.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 
 @dataclass(eq=False)
 class InputNodes:
+    """Input units ``<name>/x[i]``, fed from outside."""
+
     name: str
     size: int
     kind: str = field(default="input", init=False)
@@ -23,6 +28,8 @@ class InputNodes:
 
 @dataclass(eq=False)
 class TargetNodes:
+    """Target units ``<name>/y[j]``, fed from outside and read by loss nodes."""
+
     name: str
     size: int
     kind: str = field(default="target", init=False)
@@ -109,6 +116,8 @@ class ActivationNodes:
 
 @dataclass(eq=False)
 class SoftmaxNodes:
+    """Softmax units ``<name>/unit[j]``, each reading every unit of ``src``."""
+
     name: str
     src: str
     size: int
@@ -118,6 +127,8 @@ class SoftmaxNodes:
 
 @dataclass(eq=False)
 class LossNodes:
+    """Loss nodes ``<name>/loss[j]`` comparing unit j of ``src`` with unit j of ``target``."""
+
     name: str
     src: str
     target: str
@@ -130,8 +141,12 @@ class LossNodes:
 UnitBlock = InputNodes | TargetNodes | NeuronNodes | ActivationNodes | SoftmaxNodes | LossNodes
 Block = UnitBlock | WeightNodes
 
-# The node kind of each block's nodes (neuron blocks hold two: sums and biases).
-BLOCK_NODE_KINDS = {
-    "input": ("input",), "target": ("target",), "neurons": ("neuron", "bias"), "weights": ("weight",),
-    "activation": ("activation",), "softmax": ("softmax",), "loss": ("loss",),
-}
+
+def block_key(block: Block) -> str:
+    """The name of a block in :attr:`graphflow.graph.Graph.dag`: its name, ``weights:<name>`` for a
+    weights block (which may share its name with the neurons block it sums into).
+
+    >>> block_key(WeightNodes("dense0", "input", "dense0", 3, 2)), block_key(NeuronNodes("dense0", 2))
+    ('weights:dense0', 'dense0')
+    """
+    return f"weights:{block.name}" if isinstance(block, WeightNodes) else block.name

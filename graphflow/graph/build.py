@@ -1,7 +1,10 @@
-"""Spec -> graph: resolve names, wire blocks, validate the structure, assign learner groups.
+"""Spec -> graph: resolve names, wire blocks into the block DAG, validate the structure, assign
+slots to learner groups and normalization groups.
 
 Every error names the block, node or field at fault. The reverse direction
-(:func:`graph_to_spec`) writes the spec back, so that spec -> graph -> spec is the identity.
+(:func:`graph_to_spec`) writes the spec back, so that spec -> graph -> spec is the identity. This
+module reads specs and writes :class:`~graphflow.graph.graph.Graph` objects; it never knows how a
+graph is scheduled or run.
 """
 
 from __future__ import annotations
@@ -23,21 +26,23 @@ from graphflow.graph.blocks import (
     SoftmaxNodes,
     TargetNodes,
     WeightNodes,
+    block_key,
 )
-from graphflow.graph.graph import Graph, Slot
+from graphflow.graph.graph import Graph, Slot, messages_received, wiring_index
 from graphflow.graph.ids import format_id
 from graphflow.graph.memory import INT64_MAX, require_memory
 from graphflow.spec import graph as S
 from graphflow.spec import parse_graph_spec
 
 WEIGHT_SOURCES = (InputNodes, NeuronNodes, ActivationNodes, SoftmaxNodes)
-LOSS_SOURCES = (NeuronNodes, ActivationNodes, SoftmaxNodes)
+SIZED_BY_SRC = (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)
+"""Spec blocks with as many units as the block they read (``src``)."""
 UNIT_SOURCE_KINDS = {
     "activation": (("neurons",), "activations read neuron blocks"),
     "softmax": (("neurons",), "a softmax reads a neuron block"),
     "loss": (("neurons", "activation", "softmax"), "a loss reads neurons, activations or a softmax"),
 }
-"""Spec kinds each unit block may read (``src``), and how to say so."""
+"""The block kinds that each block kind may read (``src``), and how to say so."""
 
 
 def _a(word: str) -> str:
@@ -59,10 +64,12 @@ def build(spec) -> Graph:
         raise GraphError(f"cannot build a graph from {type(spec).__name__}")
     check_sizes(spec)  # before any array is allocated
     blocks = _stack_blocks(spec) if isinstance(spec, S.StackSpec) else _freeform_blocks(spec)
-    waves = _check_wiring(blocks)
+    dag = block_dag(blocks)
+    _check_wiring(blocks, dag)
+    waves = block_waves(dag, blocks)
     ordered = [b for wave in waves for b in wave]
     slots = _assign_groups(ordered, spec.sharing, spec.groups)
-    return Graph(ordered, slots, waves, spec)
+    return Graph(ordered, slots, waves, dag, spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +81,7 @@ class BlockSize:
     """What one block of a spec will hold once built, computed from the spec without building it."""
 
     kind: str
-    """Spec kind: input, target, neurons, weights, activation, softmax or loss."""
+    """Block kind: input, target, neurons, weights, activation, softmax or loss."""
     name: str
     nodes: int
     """Scalar nodes of the block (a neuron block: its sums and its biases)."""
@@ -144,17 +151,7 @@ def block_sizes(spec) -> list[BlockSize]:
                 unit(layer.kind, name, size, 8 * size if fn_list else 0)
         return out
 
-    sizes: dict[str, int] = {}
-    for b in spec.blocks:
-        if isinstance(b, (S.InputBlock, S.TargetBlock, S.NeuronBlock)):
-            sizes.setdefault(b.name, b.size)
-    progress = True
-    while progress:  # sized by their source, in any order (as _freeform_blocks resolves them)
-        progress = False
-        for b in spec.blocks:
-            if isinstance(b, (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)) and b.name not in sizes and b.src in sizes:
-                sizes[b.name] = sizes[b.src]
-                progress = True
+    sizes = _unit_sizes(spec)
     for b in spec.blocks:
         if isinstance(b, S.WeightBlock):
             n_src, n_dst = sizes.get(b.src, 0), sizes.get(b.dst, 0)
@@ -302,9 +299,6 @@ def _freeform_blocks(spec: S.FreeFormSpec) -> list[Block]:
         if isinstance(w, S.WeightBlock) and w.name in units and w.name != w.dst:
             raise GraphError(f"duplicate block {w.name!r}: a weights block may share its name only with its dst neurons")
 
-    sizes: dict[str, int] = {}
-    built: list[Block] = []
-
     def src_block(owner: str, field: str, name: str, allowed: tuple, what: str) -> Block:
         blk = resolved.get(name)
         if blk is None:
@@ -320,46 +314,36 @@ def _freeform_blocks(spec: S.FreeFormSpec) -> list[Block]:
             raise GraphError(f"{b.kind} {b.name!r}: src {b.src!r} is {_a(spec_kinds[b.src])} block; {allowed[1]}")
 
     resolved: dict[str, Block] = {}
-    # Unit blocks whose size is known up front, then the ones sized by their source (in spec order,
-    # repeated until fixed, so that forward references resolve).
-    pending = list(spec.blocks)
-    for b in spec.blocks:
+    for b in spec.blocks:  # unit blocks whose size the spec gives
         if isinstance(b, S.InputBlock):
             resolved[b.name] = InputNodes(b.name, b.size)
         elif isinstance(b, S.TargetBlock):
             resolved[b.name] = TargetNodes(b.name, b.size)
         elif isinstance(b, S.NeuronBlock):
             resolved[b.name] = NeuronNodes(b.name, b.size, _bias_edges(b))
-    progress = True
-    while progress:
-        progress = False
-        for b in spec.blocks:
-            if b.name in resolved or not isinstance(b, (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)):
-                continue
-            src = resolved.get(b.src)
-            if src is None:
-                continue
-            if isinstance(b, S.ActivationBlock):
-                src_block(f"activation {b.name!r}", "src", b.src, (NeuronNodes,), "activations read neuron blocks")
-                resolved[b.name] = ActivationNodes(b.name, b.src, src.size, _activation_fns(b.fn, src.size, f"activation {b.name!r}"),
-                                                   fn_list=not isinstance(b.fn, str))
-            elif isinstance(b, S.SoftmaxBlock):
-                src_block(f"softmax {b.name!r}", "src", b.src, (NeuronNodes,), "a softmax reads a neuron block")
-                resolved[b.name] = SoftmaxNodes(b.name, b.src, src.size)
-            else:
-                src_block(f"loss {b.name!r}", "src", b.src, LOSS_SOURCES, "a loss reads neurons, activations or a softmax")
-                if b.target is None:
-                    raise GraphError(f"loss {b.name!r}: no target (every loss node compares its input with a target node)")
-                tgt = src_block(f"loss {b.name!r}", "target", b.target, (TargetNodes,), "the target must be a target block")
-                if tgt.size != src.size:
-                    raise GraphError(f"loss {b.name!r}: target {b.target!r} has {tgt.size} units but src {b.src!r} has {src.size}")
-                resolved[b.name] = LossNodes(b.name, b.src, b.target, b.fn, src.size)
-            progress = True
+    sizes = _unit_sizes(spec)
+    for b in spec.blocks:  # unit blocks sized by the block they read (its kind is checked above)
+        if not isinstance(b, SIZED_BY_SRC) or b.name not in sizes:
+            continue
+        size = sizes[b.name]
+        if isinstance(b, S.ActivationBlock):
+            fns = _activation_fns(b.fn, size, f"activation {b.name!r}")
+            resolved[b.name] = ActivationNodes(b.name, b.src, size, fns, fn_list=not isinstance(b.fn, str))
+        elif isinstance(b, S.SoftmaxBlock):
+            resolved[b.name] = SoftmaxNodes(b.name, b.src, size)
+        else:
+            if b.target is None:
+                raise GraphError(f"loss {b.name!r}: no target (every loss node compares its input with a target node)")
+            tgt = src_block(f"loss {b.name!r}", "target", b.target, (TargetNodes,), "the target must be a target block")
+            if tgt.size != size:
+                raise GraphError(f"loss {b.name!r}: target {b.target!r} has {tgt.size} units but src {b.src!r} has {size}")
+            resolved[b.name] = LossNodes(b.name, b.src, b.target, b.fn, size)
     for b in spec.blocks:
-        if isinstance(b, (S.ActivationBlock, S.SoftmaxBlock, S.LossBlock)) and b.name not in resolved:
+        if isinstance(b, SIZED_BY_SRC) and b.name not in resolved:
             raise GraphError(f"{b.kind} {b.name!r}: src {b.src!r} is not a block of this graph (dangling reference)")
 
-    for b in pending:
+    built: list[Block] = []
+    for b in spec.blocks:
         if isinstance(b, S.WeightBlock):
             owner = f"weights {b.name!r}"
             src = src_block(owner, "src", b.src, WEIGHT_SOURCES, "weights read input, neuron, activation or softmax units")
@@ -368,6 +352,34 @@ def _freeform_blocks(spec: S.FreeFormSpec) -> list[Block]:
         else:
             built.append(resolved[b.name])
     return built
+
+
+def _unit_sizes(spec: S.FreeFormSpec) -> dict[str, int]:
+    """The number of units of each unit block of a free-form spec, as far as it resolves.
+
+    Input, target and neurons blocks give their size; activation, softmax and loss blocks have that
+    of the block they read (``src``), which the spec may list later. The sizes spread along the
+    ``src`` references, one generation at a time from the blocks that give theirs; a block whose
+    ``src`` is no unit block, or that reads itself through a cycle, is left out (:func:`build`
+    names the error).
+
+    >>> import graphflow as gf
+    >>> net = gf.FreeForm()
+    >>> _ = net.loss(net.activation(net.neurons(3, name="h"), "relu", name="a"), "l2", name="fit")
+    >>> _unit_sizes(net.spec())
+    {'h': 3, 'fit_target': 3, 'a': 3, 'fit': 3}
+    """
+    sizes: dict[str, int] = {}
+    for b in spec.blocks:
+        if isinstance(b, (S.InputBlock, S.TargetBlock, S.NeuronBlock)):
+            sizes.setdefault(b.name, b.size)
+    reads = nx.DiGraph()  # an edge from each block to the blocks sized by it
+    reads.add_nodes_from(sizes)
+    reads.add_edges_from((b.src, b.name) for b in spec.blocks if isinstance(b, SIZED_BY_SRC) and b.name not in sizes)
+    for generation in list(nx.bfs_layers(reads, list(sizes)))[1:]:
+        for name in generation:
+            sizes[name] = next(sizes[src] for src in reads.predecessors(name) if src in sizes)
+    return sizes
 
 
 def _bias_edges(b: S.NeuronBlock) -> np.ndarray | None:
@@ -435,64 +447,63 @@ def _weight_nodes(b: S.WeightBlock, n_src: int, n_dst: int) -> WeightNodes:
 # Whole-graph checks
 
 
-def _block_key(b: Block) -> str:
-    return f"weights:{b.name}" if isinstance(b, WeightNodes) else b.name
+def block_dag(blocks: list[Block]) -> nx.DiGraph:
+    """The block DAG of ``blocks`` (kept as :attr:`graphflow.graph.Graph.dag`); a cycle is an error
+    naming its blocks.
 
-
-def _check_wiring(blocks: list[Block]) -> list[list[Block]]:
-    """Block-level DAG check, dangling-unit check; returns the topological waves of blocks."""
+    >>> import graphflow as gf
+    >>> dag = gf.build(gf.stack(2, gf.Dense(1), gf.L2Loss())).dag
+    >>> sorted(dag.edges(data="via"))
+    [('dense0', 'loss1', 'src'), ('input', 'weights:dense0', 'src'), ('target', 'loss1', 'target'), ('weights:dense0', 'dense0', 'dst')]
+    """
     dag = nx.DiGraph()
-    by_key = {}
     for b in blocks:
-        dag.add_node(_block_key(b))
-        by_key[_block_key(b)] = b
+        dag.add_node(block_key(b), block=b)
     for b in blocks:
         if isinstance(b, WeightNodes):
-            dag.add_edge(b.src, _block_key(b))
-            dag.add_edge(_block_key(b), b.dst)
-        elif isinstance(b, (ActivationNodes, SoftmaxNodes)):
-            dag.add_edge(b.src, b.name)
-        elif isinstance(b, LossNodes):
-            dag.add_edge(b.src, b.name)
-            dag.add_edge(b.target, b.name)
+            dag.add_edge(b.src, block_key(b), via="src")
+            dag.add_edge(block_key(b), b.dst, via="dst")
+        elif isinstance(b, (ActivationNodes, SoftmaxNodes, LossNodes)):
+            dag.add_edge(b.src, b.name, via="src")
+            if isinstance(b, LossNodes):
+                dag.add_edge(b.target, b.name, via="target")
     try:
         cycle = nx.find_cycle(dag)
     except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
-        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        raise GraphError(f"cycle: {path} (the forward graph must be acyclic; split recurrent neurons into separate blocks)")
+        return dag
+    path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+    raise GraphError(f"cycle: {path} (the forward graph must be acyclic; split recurrent neurons into separate blocks)")
+
+
+def block_waves(dag: nx.DiGraph, blocks: list[Block]) -> list[list[Block]]:
+    """The topological generations of the block DAG, each in the order of ``blocks``: a block's
+    inputs all lie in earlier waves."""
+    order = {block_key(b): k for k, b in enumerate(blocks)}
+    return [[dag.nodes[k]["block"] for k in sorted(gen, key=order.get)] for gen in nx.topological_generations(dag)]
+
+
+def _check_wiring(blocks: list[Block], dag: nx.DiGraph) -> None:
+    """A graph has a loss and an input, and no dangling node: every unit but the inputs and
+    targets feeds something (otherwise no message ever reaches it), every neuron has an incoming
+    weight."""
     if not any(isinstance(b, LossNodes) for b in blocks):
         raise GraphError("the graph has no loss block: messages are seeded at loss nodes")
     if not any(isinstance(b, InputNodes) for b in blocks):
         raise GraphError("the graph has no input block")
-
-    order = {_block_key(b): k for k, b in enumerate(blocks)}
-    waves = [[by_key[k] for k in sorted(gen, key=order.get)] for gen in nx.topological_generations(dag)]
-
-    # Every unit that is not an input or a target must feed something: otherwise no message ever
-    # reaches it (a dangling node).
-    fan_out = {b.name: np.zeros(b.size, dtype=np.int64) for b in blocks if not isinstance(b, WeightNodes)}
-    fan_in = {b.name: np.zeros(b.size, dtype=np.int64) for b in blocks if isinstance(b, NeuronNodes)}
-    for b in blocks:
-        if isinstance(b, WeightNodes):
-            fan_out[b.src] += b.fan_out()
-            fan_in[b.dst] += b.fan_in_counts()
-        elif isinstance(b, (ActivationNodes, SoftmaxNodes, LossNodes)):
-            fan_out[b.src] += 1
+    consumers, incoming = wiring_index(dag, blocks)
     for b in blocks:
         if isinstance(b, (NeuronNodes, ActivationNodes, SoftmaxNodes)):
-            idle = np.nonzero(fan_out[b.name] == 0)[0]
+            idle = np.nonzero(messages_received(b, consumers[b.name]) == 0)[0]
             if len(idle):
                 label = "b" if isinstance(b, NeuronNodes) else b.label
                 ids = ", ".join(format_id(b.name, label, k) for k in idle[:5]) + (" ..." if len(idle) > 5 else "")
                 raise GraphError(f"dangling node: {ids} feeds nothing (no path to a loss; no message can reach it)")
         if isinstance(b, NeuronNodes):
-            empty = np.nonzero(fan_in[b.name] == 0)[0]
+            fan_in = sum((w.fan_in_counts() for w in incoming[b.name]), np.zeros(b.size, dtype=np.int64))
+            empty = np.nonzero(fan_in == 0)[0]
             if len(empty):
                 ids = ", ".join(format_id(b.name, "sum", k) for k in empty[:5])
                 raise GraphError(f"dangling node: {ids} has no incoming weight (fan-in 0)")
-    return waves
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +511,8 @@ def _check_wiring(blocks: list[Block]) -> list[list[Block]]:
 
 
 def learner_slots(blocks: list[Block]) -> list[tuple[str, str, str, int, tuple[str, ...], str | None]]:
-    """(key, block, role, size, states, loss fn) of every learner-bearing block part, in order."""
+    """(key, block, node kind, size, states, loss fn) of every slot (a part whose nodes run a
+    learner), in the order of ``blocks``."""
     out = []
     for b in blocks:
         if isinstance(b, WeightNodes):
@@ -517,9 +529,13 @@ def learner_slots(blocks: list[Block]) -> list[tuple[str, str, str, int, tuple[s
 
 
 SHARED_BY_KIND = {"weight": "W", "bias": "b"}
+"""The learner group of the weight and bias slots under ``sharing="kind"`` (the other slots keep
+one group each)."""
 
 
 def _assign_groups(blocks: list[Block], sharing: str, user_groups: dict[str, str]) -> list[Slot]:
+    """Every slot with its learner group and normalization group: per slot (``"layer"``), shared by
+    node kind (``"kind"``, ``"kind+norm"``: :data:`SHARED_BY_KIND`), then as ``user_groups`` say."""
     raw = learner_slots(blocks)
     known = {key for key, *_ in raw}
     for key in user_groups:

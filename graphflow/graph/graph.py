@@ -1,15 +1,19 @@
 """The explicit node graph: blocks of typed scalar nodes, forward and backward arrows, learner groups.
 
 A :class:`Graph` is immutable once built (:func:`graphflow.graph.build`). It answers structural
-questions — which nodes exist, who feeds whom, which learner group a node uses, what its id is —
-and offers views: statistics, node selection by id pattern, a networkx graph (per scalar or
-collapsed to blocks) and the spec it came from. It knows nothing about running.
+questions — which nodes exist, which block reads which (:attr:`Graph.dag`), which learner group
+and normalization group a slot uses, what a node's id is — and offers views: statistics, node
+selection by id pattern, a networkx graph per scalar node or per part, and the spec it came
+from. It knows nothing about running: schedules, engines and learners read it, never the
+reverse. The words (block, part, slot, learner group, wave, ...) are those of the glossary in
+docs/graph.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 
 from graphflow.errors import DataError, GraphError
@@ -24,24 +28,31 @@ from graphflow.graph.blocks import (
     TargetNodes,
     UnitBlock,
     WeightNodes,
+    block_key,
 )
 from graphflow.graph.ids import format_id, match_index, parse_pattern
 
 
 @dataclass(frozen=True)
 class Slot:
-    """The nodes of one block that run one learner role: ``dense0/w``, ``dense0/b``, ``relu1/act``."""
+    """A part whose nodes run a learner: ``dense0/w``, ``dense0/b``, ``relu1/act``, ``loss4/loss``.
+
+    Every part but those of inputs, targets and neuron sums is a slot. The key is the part's name;
+    with the default sharing (``"layer"``) it also names the slot's learner group and
+    normalization group, which is why one string like ``dense0/w`` is seen in all three roles.
+    """
 
     key: str
+    """The part, ``<block>/<label>``; the key of :attr:`Graph.slots`."""
     block: str
     role: str
-    """weight, bias, activation, softmax or loss."""
+    """The node kind of the slot's nodes: weight, bias, activation, softmax or loss."""
     size: int
     states: tuple[str, ...]
     group: str
     """Learner group whose f and g these nodes use."""
     norm_group: str
-    """Group whose input/output normalization these nodes use."""
+    """Normalization group whose input standardization and output scaling these nodes use."""
     loss_fn: str | None = None
 
     @property
@@ -51,11 +62,11 @@ class Slot:
 
 @dataclass(frozen=True)
 class NodeSelection:
-    """Nodes picked by a pattern: per slot (or non-learner block part), the flat node positions."""
+    """Nodes picked by a pattern: per part (a slot, or a part without a learner), the flat node positions."""
 
     pattern: str
     parts: dict[str, np.ndarray]
-    """``"<block>/<label>"`` -> sorted flat node indices inside that block part."""
+    """``"<block>/<label>"`` -> sorted flat node indices inside that part."""
     graph: "Graph"
 
     def ids(self) -> list[str]:
@@ -78,16 +89,23 @@ class Graph:
     ['dense0/w', 'dense0/b', 'sigmoid1/act']
     """
 
-    def __init__(self, blocks: list[Block], slots: list[Slot], waves: list[list[Block]], source):
+    def __init__(self, blocks: list[Block], slots: list[Slot], waves: list[list[Block]], dag: nx.DiGraph, source):
         self.blocks: tuple[Block, ...] = tuple(blocks)
+        """Every block, in graph order (wave by wave)."""
         self.units: dict[str, UnitBlock] = {b.name: b for b in blocks if not isinstance(b, WeightNodes)}
         self.weights: dict[str, WeightNodes] = {b.name: b for b in blocks if isinstance(b, WeightNodes)}
         self.slots: dict[str, Slot] = {s.key: s for s in slots}
         self.waves = waves
-        """Topological generations of the blocks (lists of block objects, in graph order): a block's
-        inputs are all in earlier waves."""
+        """Topological generations of :attr:`dag` (lists of blocks, in graph order): a block's inputs
+        are all in earlier waves."""
+        self.dag = nx.freeze(dag)
+        """The block DAG, a frozen networkx DiGraph: one node per block, named by
+        :func:`~graphflow.graph.blocks.block_key` and holding the block as ``block``; an edge from
+        every block to each block that reads its values, with ``via``: the spec field that wires
+        them (the reader's ``src`` or ``target``, or a weights block's ``dst``)."""
         self.source = source
         """What the graph was built from (to write the spec back): the spec's own data."""
+        self._consumers, self._incoming_weights = wiring_index(self.dag, self.blocks)
 
     # ------------------------------------------------------------------ structure
     @property
@@ -103,39 +121,44 @@ class Graph:
         return [b for b in self.units.values() if isinstance(b, LossNodes)]
 
     def incoming_weights(self, neurons: str) -> list[WeightNodes]:
-        return [w for w in self.weights.values() if w.dst == neurons]
+        """The weights blocks that sum into the neurons block ``neurons``, in graph order.
+
+        >>> import graphflow as gf
+        >>> g = gf.build(gf.stack(2, gf.Dense(3), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
+        >>> [w.name for w in g.incoming_weights("dense2")], g.incoming_weights("relu1")
+        (['dense2'], [])
+        """
+        return list(self._incoming_weights.get(neurons, ()))
 
     def consumers(self, unit: str) -> list[Block]:
-        """Blocks that read the values of ``unit`` (weights, activations, softmax, losses)."""
-        out = []
-        for b in self.blocks:
-            if isinstance(b, WeightNodes) and b.src == unit:
-                out.append(b)
-            elif isinstance(b, (ActivationNodes, SoftmaxNodes, LossNodes)) and b.src == unit:
-                out.append(b)
-        return out
+        """The blocks that read the values of the unit block ``unit`` as their ``src`` (weights,
+        activations, softmax, losses), in graph order: the blocks whose messages ``unit`` receives.
+
+        >>> import graphflow as gf
+        >>> g = gf.build(gf.stack(2, gf.Dense(3), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
+        >>> [(b.kind, b.name) for b in g.consumers("dense0")], [b.name for b in g.consumers("relu1")]
+        ([('activation', 'relu1')], ['dense2'])
+        """
+        return list(self._consumers.get(unit, ()))
 
     def fan_out(self, unit: str) -> np.ndarray:
         """How many backward messages each unit of ``unit`` receives (one per consuming node)."""
-        block = self.units[unit]
-        counts = np.zeros(block.size, dtype=np.int64)
-        for c in self.consumers(unit):
-            counts += c.fan_out() if isinstance(c, WeightNodes) else 1
-        return counts
+        return messages_received(self.units[unit], self._consumers[unit])
 
     @property
     def groups(self) -> dict[str, list[str]]:
         """Learner group -> the slot keys using it, in graph order."""
-        out: dict[str, list[str]] = {}
-        for s in self.slots.values():
-            out.setdefault(s.group, []).append(s.key)
-        return out
+        return self._slots_by("group")
 
     @property
     def norm_groups(self) -> dict[str, list[str]]:
+        """Normalization group -> the slot keys using it, in graph order."""
+        return self._slots_by("norm_group")
+
+    def _slots_by(self, field: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for s in self.slots.values():
-            out.setdefault(s.norm_group, []).append(s.key)
+            out.setdefault(getattr(s, field), []).append(s.key)
         return out
 
     # ------------------------------------------------------------------ ids
@@ -152,7 +175,7 @@ class Graph:
         raise GraphError(f"no nodes '{block}/{label}' in this graph; parts: {', '.join(self.parts())}")
 
     def parts(self) -> list[str]:
-        """Every ``<block>/<label>`` that names a set of nodes, in graph order."""
+        """Every part (``<block>/<label>``: the nodes of one node kind in one block), in graph order."""
         out = []
         for b in self.blocks:
             if isinstance(b, NeuronNodes):
@@ -162,7 +185,7 @@ class Graph:
         return out
 
     def node_id(self, part: str, flat: int) -> str:
-        """The id of node number ``flat`` of a block part (weights: in node order)."""
+        """The id of node number ``flat`` of a part (weights: in node order)."""
         block, label = part.split("/")
         b = self._part_block(block, label)
         if not 0 <= flat < b.size:
@@ -209,7 +232,8 @@ class Graph:
 
     # ------------------------------------------------------------------ views
     def stats(self) -> dict:
-        """Node counts per kind, arrow counts and the number of learner groups.
+        """Node counts per node kind, arrow counts, the number of learner and normalization groups,
+        blocks and waves.
 
         Forward arrows: input -> weight -> neuron sum for every weight, sum -> bias per neuron,
         source -> activation, every softmax input -> every unit of that softmax (shared
@@ -268,6 +292,30 @@ class Graph:
     def __repr__(self) -> str:
         s = self.stats()
         return f"Graph({s['total_nodes']} nodes, {len(self.blocks)} blocks, {s['learner_groups']} learner groups)"
+
+
+def wiring_index(dag: nx.DiGraph, blocks) -> tuple[dict[str, list[Block]], dict[str, list[WeightNodes]]]:
+    """From the block DAG: the blocks reading each unit block as their ``src`` (its consumers), and
+    the weights blocks summing into each neurons block, both in the order of ``blocks``."""
+    consumers: dict[str, list[Block]] = {b.name: [] for b in blocks if not isinstance(b, WeightNodes)}
+    incoming: dict[str, list[WeightNodes]] = {b.name: [] for b in blocks if isinstance(b, NeuronNodes)}
+    for b in blocks:
+        for producer, _, via in dag.in_edges(block_key(b), data="via"):
+            if via == "src":
+                consumers[producer].append(b)
+        for _, neurons, via in dag.out_edges(block_key(b), data="via"):
+            if via == "dst":
+                incoming[neurons].append(b)
+    return consumers, incoming
+
+
+def messages_received(unit: UnitBlock, consumers: list[Block]) -> np.ndarray:
+    """How many backward messages each unit of ``unit`` receives from its ``consumers``: one from
+    every node that reads it (a weights block: one per weight leaving the unit)."""
+    counts = np.zeros(unit.size, dtype=np.int64)
+    for c in consumers:
+        counts += c.fan_out() if isinstance(c, WeightNodes) else 1
+    return counts
 
 
 def data_by_block(data, blocks: list, what: str) -> dict:

@@ -42,6 +42,9 @@ LOSS_STATES = {"l2": ("out", "target", "diff"), "l1": ("out", "target"), "ce": (
 LOSSES = {fn: NodeKind("loss", states, True, False, f"{fn} loss") for fn, states in LOSS_STATES.items()}
 
 NODE_KINDS = ("input", "weight", "neuron", "bias", "activation", "softmax", "loss", "target")
+"""Every node kind (singular: the kind of one scalar node), in the order counts are reported. Block
+kinds (:mod:`graphflow.graph.blocks`) are the spec's plural ``neurons`` and ``weights``: a neurons
+block holds neuron and bias nodes."""
 
 
 # ----------------------------------------------------------------------------------------------

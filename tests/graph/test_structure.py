@@ -6,6 +6,8 @@ import pytest
 import graphflow as gf
 from graphflow.presets import mnist, sinusoid
 
+from graphs import skip_two_losses
+
 
 def arrows_by_direction(graph):
     """Oracle: count the arrows of the per-scalar networkx view one by one."""
@@ -112,3 +114,75 @@ def test_data_by_block_errors_are_typed_data_errors():
     with pytest.raises(DataError, match="inputs: no data for block 'b'"):
         data_by_block({"a": [[0.0]]}, g.inputs, "inputs")
     assert data_by_block([[0.0]], g.targets, "targets") == {"y": [[0.0]]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The block DAG kept on the graph
+
+
+def scanned_consumers(graph, unit):
+    """Oracle: scan every block for the ones reading ``unit`` as their src, in graph order."""
+    return [b for b in graph.blocks if getattr(b, "src", None) == unit]
+
+
+def scanned_incoming_weights(graph, neurons):
+    return [w for w in graph.blocks if w.kind == "weights" and w.dst == neurons]
+
+
+@pytest.mark.parametrize("make", [lambda: gf.build(mnist()), lambda: gf.build(sinusoid()), skip_two_losses],
+                         ids=["mnist", "sinusoid", "skip_two_losses"])
+def test_the_block_dag_is_kept_and_answers_consumer_and_producer_queries(make):
+    from graphflow.graph.blocks import block_key
+
+    graph = make()
+    dag = graph.dag
+    assert nx.is_frozen(dag) and nx.is_directed_acyclic_graph(dag)
+    assert sorted(dag.nodes) == sorted(block_key(b) for b in graph.blocks)
+    assert all(dag.nodes[block_key(b)]["block"] is b for b in graph.blocks)
+    assert {via for _, _, via in dag.edges(data="via")} <= {"src", "dst", "target"}
+    # the waves are the DAG's topological generations, blocks in graph order inside each
+    assert [{block_key(b) for b in wave} for wave in graph.waves] == [set(g) for g in nx.topological_generations(dag)]
+    assert [b for wave in graph.waves for b in wave] == list(graph.blocks)
+    for name, unit in graph.units.items():
+        assert graph.consumers(name) == scanned_consumers(graph, name)
+        assert graph.incoming_weights(name) == scanned_incoming_weights(graph, name)
+        fan_out = sum((c.fan_out() if c.kind == "weights" else 1 for c in scanned_consumers(graph, name)), 0)
+        assert (graph.fan_out(name) == fan_out).all()
+
+
+def test_consumer_queries_return_copies_and_know_nothing_of_unknown_blocks():
+    graph = skip_two_losses()
+    graph.consumers("h0").clear()
+    assert [b.name for b in graph.consumers("h0")] == ["relu0"]
+    assert graph.consumers("nope") == [] and graph.incoming_weights("nope") == []
+    assert [(w.name, w.src) for w in graph.incoming_weights("h1")] == [("h1_from_input", "input"), ("h1", "relu0")]
+
+
+def test_freeform_blocks_may_come_in_any_order():
+    """Activation, softmax and loss blocks take their size from the block they read, which the
+    spec may list later: every order of the blocks builds the same graph."""
+    net = gf.FreeForm()
+    h = net.neurons(4, name="h")
+    net.connect(net.input(3, name="x"), h)
+    out = net.neurons(2, name="out")
+    net.connect(net.activation(h, "tanh", name="a"), out)
+    net.loss(net.softmax(out, name="p"), "ce", name="xent")
+    blocks = net.spec().model_dump()["blocks"]
+    expected = gf.build(net)
+    for order in (blocks[::-1], blocks[1:] + blocks[:1], sorted(blocks, key=lambda b: b["kind"])):
+        graph = gf.build({"kind": "freeform", "blocks": order})
+        assert graph.stats() == expected.stats()
+        assert {n: b.size for n, b in graph.units.items()} == {n: b.size for n, b in expected.units.items()}
+        assert [[b.name for b in w] for w in graph.waves][-2:] == [["p"], ["xent"]]
+
+
+def test_block_sizes_of_a_spec_that_reads_in_a_cycle_are_zero_and_build_names_the_error():
+    from graphflow.graph.build import block_sizes
+
+    spec = {"kind": "freeform", "blocks": [
+        {"kind": "input", "name": "x", "size": 2},
+        {"kind": "activation", "name": "a", "src": "b", "fn": "relu"},
+        {"kind": "activation", "name": "b", "src": "a", "fn": "relu"}]}
+    assert [(b.name, b.units) for b in block_sizes(spec)] == [("x", 2), ("a", 0), ("b", 0)]
+    with pytest.raises(gf.GraphError, match="activation 'a': src 'b' is an activation block; activations read neuron blocks"):
+        gf.build(spec)

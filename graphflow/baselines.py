@@ -12,10 +12,13 @@ import numpy as np
 
 from graphflow.autodiff import Tape, grad, traced_backend
 from graphflow.engine import Engine, NetState, StepResult
+from graphflow.meta.metaloss import mean_loss
+from graphflow.meta.optim import SGD, Adam
 
 
 class BackpropBaseline:
-    """``optimizer`` "sgd" or "adam" with learning rate ``lr`` (Adam: b1 0.9, b2 0.999, eps 1e-7).
+    """``optimizer`` "sgd" or "adam" with learning rate ``lr`` (:class:`graphflow.meta.optim.SGD` and
+    :class:`~graphflow.meta.optim.Adam`: b1 0.9, b2 0.999, eps 1e-7, no gradient normalization).
 
     >>> import graphflow as gf
     >>> from graphflow.learners import Protocol
@@ -40,14 +43,19 @@ class BackpropBaseline:
         self.optimizer = optimizer
         self.lr = lr if lr is not None else (0.01 if optimizer == "adam" else 0.1)
         self.traced = Engine(engine.graph, engine.protocol, traced_backend(engine.be))
-        self._moments: dict = {}
+        self._update_rule = self._fresh_optimizer()
+
+    def _fresh_optimizer(self) -> SGD | Adam:
+        if self.optimizer == "sgd":
+            return SGD(self.lr)
+        return Adam(self.lr, normalize=False, dtype=None, xp=self.be.xp)
 
     def init_network(self, rng, tasks: int = 1, init_std: float | None = None) -> NetState:
-        self._moments = {}
+        self._update_rule = self._fresh_optimizer()  # a fresh network starts with fresh moments
         return self.engine.init_network(rng, tasks, init_std)
 
     def network_from_arrays(self, arrays) -> NetState:
-        self._moments = {}
+        self._update_rule = self._fresh_optimizer()
         return self.engine.network_from_arrays(arrays)
 
     def forward(self, state, x, y=None):
@@ -61,30 +69,14 @@ class BackpropBaseline:
         with Tape(self.be) as tape:
             leaves = {k: tape.var(v) for k, v in state.params.items()}
             fwd = self.traced.forward(NetState(leaves), x, y)
-            total = None
-            for value in fwd.losses.values():
-                per_task = value.mean(axis=(1, 2))
-                total = per_task if total is None else total + per_task
             # tasks are independent: the gradient of the sum is each task's own gradient
-            loss = total.sum()
+            loss = mean_loss(fwd.losses).sum()
         grads = grad(tape, loss, list(leaves.values()))
         return fwd, dict(zip(leaves, grads))
 
     def step(self, state: NetState, x, y, recorder=None):
         fwd, grads = self.gradients(state, x, y)
-        t = state.step + 1
-        params = {}
-        for key, value in state.params.items():
-            g = grads[key]
-            if self.optimizer == "sgd":
-                params[key] = value - self.lr * g
-                continue
-            m, v = self._moments.get(key, (0.0, 0.0))
-            m = 0.9 * m + 0.1 * g
-            v = 0.999 * v + 0.001 * g * g
-            self._moments[key] = (m, v)
-            mhat, vhat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
-            params[key] = value - self.lr * mhat / (self.be.xp.sqrt(vhat) + 1e-7)
+        params = self._update_rule.step(state.params, grads)
         outputs = {k: v.value for k, v in fwd.outputs.items()}
         losses = {k: v.value for k, v in fwd.losses.items()}
-        return NetState(params, {}, t), StepResult(outputs, losses)
+        return NetState(params, {}, state.step + 1), StepResult(outputs, losses)

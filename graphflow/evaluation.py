@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from graphflow.tasks import sample_sinusoid_meta_batch
+from graphflow.tasks import mnist_batches, mnist_heldout, sample_sinusoid_meta_batch
 from graphflow.tasks.sinusoid import X_RANGE
 
 
@@ -86,10 +86,8 @@ def evaluate_mnist(engine, data, tasks: int = 100, seed: int = 0, steps: int = 2
     rng = np.random.default_rng(seed)
     per_task = []
     for n in _chunks(tasks, chunk):
-        idx = rng.integers(0, len(data.train_x), size=(steps, n, batch))
-        xs, ys = data.train_x[idx], data.train_y[idx]
-        test = np.stack([rng.choice(len(data.test_x), size=heldout, replace=False) for _ in range(n)])
-        xt, yt = data.test_x[test], data.test_y[test]
+        xs, ys = mnist_batches(data, rng, steps, batch, tasks=n)
+        xt, yt = mnist_heldout(data, rng, heldout, tasks=n)
         state = engine.init_network(rng, n)
         curve = [_accuracy(engine, state, xt, yt)]
         for k in range(steps):

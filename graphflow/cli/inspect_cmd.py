@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from graphflow.cli import app, fail
+from graphflow.io.jsonl import finite_or_none
 
 PLOT_KINDS = ("report", "curve", "heatmap", "graph", "scatter", "groups", "meta")
 """--kind values; ``meta`` reads a meta-training log instead of a run (see :func:`_meta_log`)."""
@@ -43,17 +44,6 @@ def _fmt(v) -> str:
     if v == 0:
         return "0"
     return f"{v:.3e}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4) else f"{v:.4f}"
-
-
-def _finite_or_none(value):
-    """``value`` with NaN and infinities as None, through dicts and lists (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
 
 
 def _node_table(run, nid: str, steps: list[int]) -> str:
@@ -210,7 +200,7 @@ def inspect_command(
             result["nodes"][nid] = {"part": hist.part, "role": hist.role, "group": hist.group,
                                     **{name: a.isel(step=step_list).to_json() for name, a in hist.fields.items()}}
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(_finite_or_none(result), allow_nan=False))
+        json_out.write_text(json.dumps(finite_or_none(result), allow_nan=False))
         typer.echo(f"\nwrote {json_out}", err=True)
     if plot:
         written = _plot(run, kind, plot, shown, nodes, step_list if steps else None, quantity)

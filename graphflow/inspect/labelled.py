@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphflow.io.jsonl import finite_or_none
+
 
 @dataclass(frozen=True)
 class LabelledArray:
@@ -133,20 +135,7 @@ class LabelledArray:
     def to_json(self) -> dict:
         """``{"dims": [...], "coords": {...}, "values": nested lists}`` (NaN written as null)."""
         return {"dims": list(self.dims), "coords": {d: list(c) for d, c in self.coords.items()},
-                "values": jsonable(self.values)}
-
-
-def jsonable(values: np.ndarray) -> list:
-    """Nested lists of an array, NaN and infinities as None (JSON has no NaN).
-
-    >>> jsonable(np.array([1.5, np.nan]))
-    [1.5, None]
-    """
-    values = np.asarray(values)
-    out = values.astype(object)
-    if values.dtype.kind == "f":
-        out[~np.isfinite(values)] = None
-    return out.tolist()
+                "values": finite_or_none(self.values)}
 
 
 def _nanmean(values, axis):

@@ -19,6 +19,7 @@ import numpy as np
 from graphflow.errors import GraphflowError
 from graphflow.inspect.labelled import LabelledArray
 from graphflow.inspect.run import QUANTILES, Run, part_of
+from graphflow.io.jsonl import finite_or_none
 
 
 def top_changed(run: Run, k: int = 10, pattern: str | None = None, task: int | None = None) -> list[tuple[str, float]]:
@@ -147,16 +148,12 @@ class GradientComparison:
     def to_json(self) -> dict:
         channels = self.message.labels("channel")
         return {"nodes": list(self.nodes), "message_field": self.message_field,
-                "update_correlation": _floats(self.update_correlation),
-                "update_sign_agreement": _floats(self.update_sign_agreement),
-                "channel_correlation": [_floats(r) for r in self.channel_correlation],
+                "update_correlation": finite_or_none(self.update_correlation),
+                "update_sign_agreement": finite_or_none(self.update_sign_agreement),
+                "channel_correlation": finite_or_none(self.channel_correlation),
                 "best_channel": [channels[c] for c in self.best_channel],
-                "message_correlation": _floats(self.message_correlation),
-                "message_sign_agreement": _floats(self.message_sign_agreement)}
-
-
-def _floats(a) -> list:
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(a, np.float64)]
+                "message_correlation": finite_or_none(self.message_correlation),
+                "message_sign_agreement": finite_or_none(self.message_sign_agreement)}
 
 
 def message_vs_gradient(run: Run, pattern: str | None = None, message: str = "message_out") -> GradientComparison:

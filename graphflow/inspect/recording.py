@@ -33,6 +33,7 @@ import numpy as np
 
 from graphflow.engine.record import Recorder
 from graphflow.errors import GraphflowError
+from graphflow.graph import data_by_block
 from graphflow.graph.blocks import InputNodes
 from graphflow.graph.ids import split_patterns
 from graphflow.inspect.run import FIELD_DIMS, QUANTILES, RUN_FORMAT, RUN_KIND, PartRecord, Run
@@ -172,9 +173,7 @@ class Inspector:
     def _data(self, x, y) -> dict[str, np.ndarray]:
         out = {}
         for kind, value, blocks in (("inputs", x, self.graph.inputs), ("targets", y, self.graph.targets)):
-            if not isinstance(value, dict):
-                value = {blocks[0].name: value}
-            for name, a in value.items():
+            for name, a in data_by_block(value, blocks, kind).items():
                 a = self.be.to_numpy(self.be.asarray(a))
                 out[f"{kind}/{name}"] = a if a.ndim == 3 else a[None]
         return out

@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from graphflow.errors import GraphflowError
-from graphflow.inspect.labelled import LabelledArray, jsonable
+from graphflow.inspect.labelled import LabelledArray
+from graphflow.io import atomic_write
+from graphflow.io.jsonl import finite_or_none
 
 RUN_KIND = "graphflow-inspection-run"
 RUN_FORMAT = 1
@@ -240,9 +242,14 @@ class Run:
         block = next(iter(self.outputs))
         return LabelledArray(self.outputs[block], ("step", "task", "example", "unit"), {"step": self.step_labels})
 
+    def task_loss(self) -> np.ndarray:
+        """Each task's loss before each step's update, [step, task]: per loss block the mean over
+        examples and units, summed over the blocks (what the inner loop and the baselines minimize)."""
+        return np.sum([v.mean(axis=(2, 3)) for v in self.losses.values()], axis=0)
+
     def mean_loss(self) -> np.ndarray:
-        """Mean loss per step over tasks, examples and units (all loss blocks summed)."""
-        return np.sum([v.mean(axis=(1, 2, 3)) for v in self.losses.values()], axis=0)
+        """Mean loss per step over tasks (:meth:`task_loss` averaged over tasks)."""
+        return self.task_loss().mean(axis=1)
 
     # ------------------------------------------------------------------ size and export
     def nbytes(self) -> int:
@@ -257,13 +264,12 @@ class Run:
         out = {}
         for nid in self.node_ids():
             hist = self.node(nid)
-            out[nid] = {name: jsonable(a.values if steps is None else a.values[steps]) for name, a in hist.fields.items()}
+            out[nid] = {name: finite_or_none(a.values if steps is None else a.values[steps]) for name, a in hist.fields.items()}
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write the run to one ``.npz`` file (arrays + JSON header)."""
+        """Write the run to one ``.npz`` file (arrays + JSON header), atomically (:func:`graphflow.io.atomic_write`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         parts_header = {}
         for part, rec in self.parts.items():
@@ -284,10 +290,8 @@ class Run:
             arrays[f"data/{key}"] = a
         header = dict(self.header, parts=parts_header, losses=list(self.losses), groups=list(self.groups),
                       data=list(self.data))
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays, **{HEADER_KEY: np.array(json.dumps(header))})
-        tmp.replace(path)
+        payload = {**arrays, HEADER_KEY: np.array(json.dumps(header))}
+        atomic_write(path, lambda f: np.savez_compressed(f, **payload))
         return path
 
     @classmethod

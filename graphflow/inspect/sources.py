@@ -59,11 +59,9 @@ def inner_loop_data(graph, task: str, rng: np.random.Generator, steps: int, shot
     if task == "mnist":
         if not data_dir:
             raise GraphflowError("the mnist task needs the folder with the IDX files (--data DIR)")
-        from graphflow.tasks import load_mnist, prepare_mnist
+        from graphflow.tasks import load_mnist_task, mnist_batches
 
-        data = prepare_mnist(*load_mnist(data_dir))
-        idx = rng.integers(0, len(data.train_x), size=(steps, tasks, shots))
-        return data.train_x[idx], data.train_y[idx]
+        return mnist_batches(load_mnist_task(data_dir), rng, steps, shots, tasks=tasks)
     raise GraphflowError(f"unknown task {task!r}; use sinusoid or mnist")
 
 

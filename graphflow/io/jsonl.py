@@ -35,13 +35,22 @@ def to_json_line(record: dict) -> str:
 
 
 def finite_or_none(value):
-    """``value`` with every non-finite float replaced by None, through dicts, lists and tuples."""
+    """``value`` ready for JSON: every non-finite float replaced by None, through dicts, lists and
+    tuples; arrays and array scalars (anything with ``tolist``: numpy, CuPy) become nested lists of
+    Python numbers first.
+
+    >>> import numpy as np
+    >>> finite_or_none({"loss": [0.5, float("nan")], "curve": np.array([[1.5, np.inf]]), "n": np.int64(3)})
+    {'loss': [0.5, None], 'curve': [[1.5, None]], 'n': 3}
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite_or_none(v) for v in value]
+    if hasattr(value, "tolist"):  # this layer knows no array module: any array converts itself
+        return finite_or_none(value.tolist())
     return value
 
 

@@ -19,7 +19,9 @@ from graphflow.meta.checkpoint import load_checkpoint, save_checkpoint
 from graphflow.spec import ExperimentSpec, LearnerSpec, format_validation_error, parse_graph_spec
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "sinusoid_demo.npz"
-KINDS = ("graphflow-training-checkpoint", "graphflow-protocol")
+TRAINING_KIND = "graphflow-training-checkpoint"
+PROTOCOL_KIND = "graphflow-protocol"
+KINDS = (TRAINING_KIND, PROTOCOL_KIND)
 
 
 def validated(model: type[BaseModel], data, what: str, path: Path):
@@ -85,15 +87,38 @@ def load_protocol(path: str | Path | None = None):
     return graph, protocol, init, meta
 
 
-def export_protocol(trainer_checkpoint: str | Path, out: str | Path, summary: dict | None = None) -> Path:
-    """Write a protocol file (no optimizer state) from a training checkpoint."""
-    arrays, meta = load_checkpoint(trainer_checkpoint)
-    keep = {k: v for k, v in arrays.items() if k.startswith(("protocol/", "init/"))}
+def export_protocol(source: str | Path, out: str | Path, summary: dict | None = None) -> Path:
+    """Write a protocol file from a training checkpoint (or a training run folder): ``kind``
+    graphflow-protocol, the ``protocol/`` and ``init/`` arrays, no optimizer or generator state.
+
+    The checkpoint is read and checked as :func:`load_protocol` reads it, so only a protocol that
+    loads is exported. The header holds the experiment, graph and learner, ``trained_steps``, the
+    experiment's ``name`` and, when given, ``summary`` (:func:`graphflow.meta.summary.summarize_log`
+    of the run's log). ``out`` is replaced atomically.
+
+    >>> import tempfile
+    >>> export_protocol(BUNDLED, Path(tempfile.mkdtemp()) / "again.npz")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    graphflow.errors.GraphflowError: ...sinusoid_demo.npz: a protocol file already, not a training checkpoint ...
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    _, protocol, init, meta = load_protocol(path)
+    if meta.get("kind") != TRAINING_KIND:
+        raise GraphflowError(f"{path}: a protocol file already, not a training checkpoint (nothing to export)")
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise GraphflowError(f"{path}: the header's 'step' is {step!r}, not a meta-step count")
     exp = ExperimentSpec.model_validate(meta["experiment"])
-    header = {"kind": "graphflow-protocol", "experiment": meta["experiment"], "graph": meta["graph"],
-              "learner": meta["learner"], "trained_steps": meta["step"], "summary": summary or {},
-              "name": exp.name}
-    save_checkpoint(out, keep, header)
+    arrays = {f"protocol/{k}": v for k, v in protocol.flat().items()}
+    arrays.update({f"init/{k}": v for k, v in (init or {}).items()})
+    header = {"kind": PROTOCOL_KIND, "experiment": exp.model_dump(mode="json"),
+              "graph": exp.graph.model_dump(mode="json"), "learner": exp.learner.model_dump(mode="json"),
+              "trained_steps": step, "name": exp.name}
+    if summary is not None:
+        header["summary"] = summary
+    save_checkpoint(out, arrays, header)
     return Path(out)
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "prepare_mnist",
     "mnist_batches",
     "mnist_heldout",
+    "mnist_meta_batch",
+    "load_mnist_task",
 ]
 
 # IDX type codes (third byte of the magic number); all values are stored big-endian.
@@ -349,31 +351,39 @@ def prepare_mnist(
     )
 
 
+def _training_draws(data: MnistTaskData, rng: np.random.Generator, shape: tuple[int, ...]):
+    """Training images and labels at ``rng.integers(0, n_train, size=shape)`` (with replacement)."""
+    index = rng.integers(0, len(data.train_x), size=shape)
+    return data.train_x[index], data.train_y[index]
+
+
 def mnist_batches(
-    data: MnistTaskData, rng: np.random.Generator, steps: int, batch: int
+    data: MnistTaskData, rng: np.random.Generator, steps: int, batch: int, tasks: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inner-loop data: ``steps`` batches of training images drawn uniformly at random.
 
     Every image is an independent draw with replacement, so an image may repeat within a batch
-    and across steps.
+    and across steps (and tasks).
 
     Parameters
     ----------
     data : MnistTaskData
         Prepared data; only its training part is used.
     rng : numpy.random.Generator
-        Source of randomness.
+        Source of randomness: one ``rng.integers`` draw of all the indices.
     steps : int
         Number of inner-loop steps.
     batch : int
         Images per step.
+    tasks : int, optional
+        Number of tasks learning side by side (a task axis after the steps axis).
 
     Returns
     -------
     x : numpy.ndarray
-        float32 ``[steps, batch, features]``.
+        float32 ``[steps, batch, features]``, or ``[steps, tasks, batch, features]``.
     y : numpy.ndarray
-        float32 one-hot ``[steps, batch, 10]``.
+        float32 one-hot ``[steps, batch, 10]``, or ``[steps, tasks, batch, 10]``.
 
     Examples
     --------
@@ -382,13 +392,14 @@ def mnist_batches(
     >>> x, y = mnist_batches(data, np.random.default_rng(1), steps=20, batch=8)
     >>> x.shape, y.shape
     ((20, 8, 144), (20, 8, 10))
+    >>> mnist_batches(data, np.random.default_rng(1), steps=20, batch=8, tasks=3)[0].shape
+    (20, 3, 8, 144)
     """
-    index = rng.integers(0, len(data.train_x), size=(steps, batch))
-    return data.train_x[index], data.train_y[index]
+    return _training_draws(data, rng, (steps, batch) if tasks is None else (steps, tasks, batch))
 
 
 def mnist_heldout(
-    data: MnistTaskData, rng: np.random.Generator, n: int = 100
+    data: MnistTaskData, rng: np.random.Generator, n: int = 100, tasks: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` distinct held-out images, chosen uniformly at random from the test part.
 
@@ -397,16 +408,18 @@ def mnist_heldout(
     data : MnistTaskData
         Prepared data; only its held-out part is used.
     rng : numpy.random.Generator
-        Source of randomness.
+        Source of randomness: one ``rng.choice`` without replacement per task.
     n : int, default 100
         Number of images, at most the size of the held-out part.
+    tasks : int, optional
+        Number of tasks, each with its own ``n`` distinct images (a leading task axis).
 
     Returns
     -------
     x : numpy.ndarray
-        float32 ``[n, features]``.
+        float32 ``[n, features]``, or ``[tasks, n, features]``.
     y : numpy.ndarray
-        float32 one-hot ``[n, 10]``.
+        float32 one-hot ``[n, 10]``, or ``[tasks, n, 10]``.
 
     Examples
     --------
@@ -415,11 +428,61 @@ def mnist_heldout(
     >>> x, y = mnist_heldout(data, np.random.default_rng(1), n=3)
     >>> x.shape, y.shape
     ((3, 144), (3, 10))
+    >>> mnist_heldout(data, np.random.default_rng(1), n=3, tasks=2)[1].shape
+    (2, 3, 10)
     """
     if n > len(data.test_x):
         raise DataError(f"mnist_heldout: n={n} exceeds the {len(data.test_x)} held-out images")
-    index = rng.choice(len(data.test_x), size=n, replace=False)
+    if tasks is None:
+        index = rng.choice(len(data.test_x), size=n, replace=False)
+    else:
+        index = np.stack([rng.choice(len(data.test_x), size=n, replace=False) for _ in range(tasks)])
     return data.test_x[index], data.test_y[index]
+
+
+def mnist_meta_batch(
+    data: MnistTaskData, rng: np.random.Generator, tasks: int, steps: int, shots: int, heldout: int
+) -> dict[str, np.ndarray]:
+    """An outer (meta-training) batch of ``tasks`` tasks, the MNIST counterpart of
+    :func:`~graphflow.tasks.sample_sinusoid_meta_batch`.
+
+    Meta-training never sees the held-out part of :class:`MnistTaskData` (that is for evaluation):
+    the inner-loop images and the meta-loss's held-out images are both drawn, with replacement,
+    from the training part. Two ``rng.integers`` draws, in this order: the inner-loop indices
+    ``[tasks, steps, shots]``, then the held-out indices ``[tasks, heldout]``.
+
+    Parameters
+    ----------
+    data : MnistTaskData
+        Prepared data; only its training part is used.
+    rng : numpy.random.Generator
+        Source of randomness.
+    tasks : int
+        Number of tasks ``T``.
+    steps : int
+        Inner-loop steps per task.
+    shots : int
+        Images per inner-loop batch.
+    heldout : int
+        Images per task for the meta-loss after the last step.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        float32 ``x`` ``[T, steps, shots, features]``, ``y`` ``[T, steps, shots, 10]``, ``xe``
+        ``[T, heldout, features]`` and ``ye`` ``[T, heldout, 10]``.
+
+    Examples
+    --------
+    >>> images = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    >>> data = prepare_mnist(images, np.arange(10), n_train=8)
+    >>> batch = mnist_meta_batch(data, np.random.default_rng(1), tasks=2, steps=3, shots=4, heldout=5)
+    >>> {k: v.shape for k, v in batch.items()}
+    {'x': (2, 3, 4, 144), 'y': (2, 3, 4, 10), 'xe': (2, 5, 144), 'ye': (2, 5, 10)}
+    """
+    x, y = _training_draws(data, rng, (tasks, steps, shots))
+    xe, ye = _training_draws(data, rng, (tasks, heldout))
+    return {"x": x, "y": y, "xe": xe, "ye": ye}
 
 
 MIN_HELDOUT = 100

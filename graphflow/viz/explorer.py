@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow.inspect.queries import QUANTITIES, node_series
+from graphflow.io.jsonl import finite_or_none
 from graphflow.viz.drawing import COLLAPSE_ABOVE, drawing_of, layered_positions
 
 MAX_DETAILED_NODES = 4000
@@ -35,13 +36,10 @@ Layers run top (inputs) to bottom (losses), so that deep graphs fit beside the h
 
 
 def _round(values, digits: int = 4):
-    """Nested lists of floats with ``digits`` significant digits; NaN and inf as None."""
+    """Nested lists of floats with ``digits`` significant digits (a smaller page); NaN and inf as None."""
     a = np.asarray(values, np.float64)
-    out = a.astype(object)
-    finite = np.isfinite(a)
-    out[finite] = [float(f"{v:.{digits}g}") for v in a[finite]]
-    out[~finite] = None
-    return out.tolist()
+    rounded = np.array([float(f"{v:.{digits}g}") for v in a.ravel()], np.float64).reshape(a.shape)
+    return finite_or_none(rounded)
 
 
 def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> dict:
@@ -96,7 +94,6 @@ def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_
                 entry[f"{name}_channels"] = list(hist[name].labels("channel"))
         nodes[nid] = entry
 
-    per_task_loss = np.sum([v.mean(axis=(2, 3)) for v in run.losses.values()], axis=0)
     source = run.header.get("meta", {})
     return {
         "title": str(source.get("title") or f"graphflow run: {', '.join(run.patterns)}"),
@@ -109,7 +106,7 @@ def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_
         "boxes": boxes, "arrows": arrows, "parts": parts,
         "quantities": quantities, "values": values, "nodes": nodes,
         "detailed": len(nodes) == len(recorded_ids),
-        "loss": _round(per_task_loss.mean(axis=1)),
+        "loss": _round(run.mean_loss()),
     }
 
 

@@ -15,13 +15,13 @@ drawing's layout comes from :mod:`graphflow.viz.drawing`, so a run's picture has
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from graphflow.errors import GraphflowError
 from graphflow.inspect.queries import QUANTITIES, group_update_distribution, message_vs_gradient, node_values
+from graphflow.meta.summary import meta_log_path, read_meta_log  # the one reader of a training log's records
 from graphflow.viz.drawing import drawing_of, layered_positions
 
 DPI = 130
@@ -84,7 +84,7 @@ def plot_inner_curve(run, path: str | Path, title: str | None = None) -> Path:
     ...     plot_inner_curve(example_run(), f"{tmp}/c.png").stat().st_size > 0
     True
     """
-    per_task = np.sum([v.mean(axis=(2, 3)) for v in run.losses.values()], axis=0)  # [step, task]
+    per_task = run.task_loss()  # [step, task]
     steps = np.arange(run.steps)
     fig = _figure(5.5, 3.6)
     ax = fig.add_subplot()
@@ -104,56 +104,6 @@ def plot_inner_curve(run, path: str | Path, title: str | None = None) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def meta_log_path(path: str | Path) -> Path:
-    """The ``log.jsonl`` inside a training run folder (a :class:`~graphflow.meta.trainer.Trainer`'s
-    ``out``), or ``path`` itself when it is not a folder."""
-    path = Path(path)
-    return path / "log.jsonl" if path.is_dir() else path
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def read_meta_log(path: str | Path) -> dict[str, list]:
-    """``{"step", "meta_loss", "eval_step", "eval", "rollback"}`` lists from a trainer's ``log.jsonl``
-    (or from the ``log.jsonl`` of a training run folder).
-
-    Raises :class:`~graphflow.errors.GraphflowError` naming the file (and line) when it is missing,
-    not text, has a line that is not a JSON object, a meta-step, eval or rollback record without its
-    fields, or no meta-step record at all. Lines of other kinds are skipped.
-    """
-    from graphflow.io.jsonl import numbered_records
-
-    path = meta_log_path(path)
-    out: dict[str, list] = {"step": [], "meta_loss": [], "eval_step": [], "eval": [], "rollback": []}
-    for n, rec in numbered_records(path):
-        kind = ("meta-step" if "meta_loss" in rec else "eval" if "eval" in rec
-                else "rollback" if rec.get("event") == "rollback" else None)
-        if kind is None:
-            continue
-        if not isinstance(rec.get("step"), int) or isinstance(rec["step"], bool):
-            raise GraphflowError(f"{path}:{n}: a {kind} record without a whole-number 'step'")
-        if kind == "meta-step":
-            if not _is_number(rec["meta_loss"]):
-                raise GraphflowError(f"{path}:{n}: 'meta_loss' is {rec['meta_loss']!r}, not a number")
-            out["step"].append(rec["step"])
-            out["meta_loss"].append(rec["meta_loss"])
-        elif kind == "eval":
-            ev = rec["eval"]
-            if not (isinstance(ev, dict) and all(isinstance(ev.get(k), list) and ev[k] for k in ("steps", "mean"))
-                    and all(_is_number(v) for v in ev["mean"])):
-                raise GraphflowError(f"{path}:{n}: an eval record needs 'steps' and 'mean' lists (as "
-                                     f"EvalCurve.to_json() writes them)")
-            out["eval_step"].append(rec["step"])
-            out["eval"].append(ev)
-        else:
-            out["rollback"].append(rec["step"])
-    if not out["step"]:
-        raise GraphflowError(f"{path}: no meta-step records (lines with 'meta_loss')")
-    return out
 
 
 def plot_meta_log(log: str | Path, path: str | Path, title: str | None = None) -> Path:

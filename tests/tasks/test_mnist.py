@@ -11,6 +11,7 @@ from graphflow.tasks.mnist import (
     load_mnist,
     mnist_batches,
     mnist_heldout,
+    mnist_meta_batch,
     prepare_mnist,
     read_idx,
     resize_bilinear,
@@ -227,6 +228,39 @@ def test_batches_draw_training_rows_and_heldout_draws_distinct_test_rows():
     assert sorted(row.tobytes() for row in xe) == sorted(row.tobytes() for row in data.test_x)
     with pytest.raises(ValueError, match="held-out"):
         mnist_heldout(data, np.random.default_rng(0), n=11)
+
+
+def test_batches_of_several_tasks_draw_one_block_of_indices_steps_first():
+    data = prepare_mnist(*synthetic_mnist(30), n_train=20)
+    x, y = mnist_batches(data, np.random.default_rng(3), steps=4, batch=5, tasks=3)
+    index = np.random.default_rng(3).integers(0, 20, size=(4, 3, 5))
+    np.testing.assert_array_equal(x, data.train_x[index])
+    np.testing.assert_array_equal(y, data.train_y[index])
+
+
+def test_heldout_of_several_tasks_draws_each_tasks_distinct_rows_in_turn():
+    data = prepare_mnist(*synthetic_mnist(30), n_train=20)
+    xe, ye = mnist_heldout(data, np.random.default_rng(4), n=6, tasks=3)
+    rng = np.random.default_rng(4)
+    index = np.stack([rng.choice(10, size=6, replace=False) for _ in range(3)])
+    np.testing.assert_array_equal(xe, data.test_x[index])
+    np.testing.assert_array_equal(ye, data.test_y[index])
+    with pytest.raises(ValueError, match="held-out"):
+        mnist_heldout(data, np.random.default_rng(0), n=11, tasks=2)
+
+
+def test_meta_batch_draws_inner_then_heldout_indices_from_the_training_part():
+    data = prepare_mnist(*synthetic_mnist(30), n_train=20)
+    rng = np.random.default_rng(5)
+    batch = mnist_meta_batch(data, rng, tasks=3, steps=4, shots=5, heldout=6)
+    oracle = np.random.default_rng(5)  # the meta-trainer's draws, in its order
+    idx = oracle.integers(0, 20, size=(3, 4, 5))
+    held = oracle.integers(0, 20, size=(3, 6))
+    for key, want in (("x", data.train_x[idx]), ("y", data.train_y[idx]), ("xe", data.train_x[held]),
+                      ("ye", data.train_y[held])):
+        np.testing.assert_array_equal(batch[key], want)
+        assert batch[key].dtype == np.float32
+    assert rng.bit_generator.state == oracle.bit_generator.state  # nothing more drawn
 
 
 # --- the real MNIST test file ------------------------------------------------------------------

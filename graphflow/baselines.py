@@ -8,7 +8,7 @@ protocol runs it unchanged, on the same tasks and initial networks.
 
 from __future__ import annotations
 
-import numpy as np
+import numpy as np  # noqa: F401 (the examples' namespace)
 
 from graphflow.autodiff import Tape, grad, traced_backend
 from graphflow.engine import Engine, NetState, StepResult

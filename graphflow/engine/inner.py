@@ -18,15 +18,9 @@ import numpy as np
 
 from graphflow.backend import Backend, block_part, get_backend, node_blocks
 from graphflow.errors import DataError
-from graphflow.graph import data_by_block, kinds
-from graphflow.graph.blocks import (
-    ActivationNodes,
-    InputNodes,
-    LossNodes,
-    NeuronNodes,
-    SoftmaxNodes,
-    WeightNodes,
-)
+from graphflow.engine.stages import Buffers, run_stages
+from graphflow.graph import data_by_block
+from graphflow.graph.blocks import ActivationNodes, LossNodes, NeuronNodes
 from graphflow.learners.cells import gru_cell, stateless_cell
 from graphflow.learners.protocol import Protocol, slot_layout
 from graphflow.schedule import schedule as make_schedule
@@ -106,26 +100,28 @@ class Engine:
         self.schedule = make_schedule(graph, protocol.spec.aggregation)
         self.layouts = {key: slot_layout(s, protocol.spec) for key, s in graph.slots.items()}
         self.set_protocol(protocol)
-        self._idx = {}
+        self.edge_index = {}
+        """Sparse weight block -> (source unit, destination neuron) of every edge, on the device."""
         for w in graph.weights.values():
             if not w.dense:
-                self._idx[w.name] = (self.be.index(w.src_idx), self.be.index(w.dst_idx))
-        self._fan_out = {name: self.be.asarray(graph.fan_out(name))[:, None]
-                         for name, b in graph.units.items() if not isinstance(b, LossNodes)}
-        # Neuron blocks whose bias i feeds neuron n(i) != i: (n(i) per bias, bias per neuron).
-        self._bias_perm = {}
+                self.edge_index[w.name] = (self.be.index(w.src_idx), self.be.index(w.dst_idx))
+        self.fan_out = {name: self.be.asarray(graph.fan_out(name))[:, None]
+                        for name, b in graph.units.items() if not isinstance(b, LossNodes)}
+        """Unit block -> its number of consumers per unit ([n, 1]), to average received messages."""
+        self.bias_order = {}
+        """Neuron blocks whose bias i feeds neuron n(i) != i: (n(i) per bias, bias per neuron)."""
         for b in graph.units.values():
             if isinstance(b, NeuronNodes) and b.bias_edges is not None:
                 bias, neuron = b.bias_edges[:, 0], b.bias_edges[:, 1]
                 if not np.array_equal(bias, neuron):
                     n_of_b = np.empty(b.size, np.int64)
                     n_of_b[bias] = neuron
-                    self._bias_perm[b.name] = (self.be.index(n_of_b), self.be.index(np.argsort(n_of_b)))
-        self._fns = {b.name: b for b in graph.units.values() if isinstance(b, ActivationNodes)}
-        self._mixed = {}
-        for b in self._fns.values():
-            if len(set(b.fns)) > 1:
-                self._mixed[b.name] = {fn: self.be.asarray([f == fn for f in b.fns]) for fn in sorted(set(b.fns))}
+                    self.bias_order[b.name] = (self.be.index(n_of_b), self.be.index(np.argsort(n_of_b)))
+        self.mixed_activations = {}
+        """Activation blocks with one function per unit -> {function: mask of its units}."""
+        for b in graph.units.values():
+            if isinstance(b, ActivationNodes) and len(set(b.fns)) > 1:
+                self.mixed_activations[b.name] = {fn: self.be.asarray([f == fn for f in b.fns]) for fn in sorted(set(b.fns))}
 
     def set_protocol(self, protocol: Protocol) -> None:
         """Use (device copies of) ``protocol``'s parameters from now on."""
@@ -205,84 +201,49 @@ class Engine:
             return self._forward(state, x, y)
 
     def _forward(self, state: NetState, x, y=None) -> Forward:
-        xp = self.be.xp
         tasks = next(iter(state.params.values())).shape[0]
         lead: list = []
         values = self._feed(x, self.graph.inputs, "inputs", lead)
         if y is not None:
             values.update(self._feed(y, self.graph.targets, "targets", lead))
         if lead[0][0] not in (1, tasks):
-            raise ValueError(f"{lead[1]}: {lead[0][0]} tasks, but the network holds {tasks}")
-        states, losses, outputs = {}, {}, {}
-        partial: dict[str, object] = {}
-        for st in self.schedule.forward:
-            b = self.graph.weights.get(st.block) if st.op in ("dense_matmul", "sparse_matmul") else self.graph.units[st.block]
-            if st.op == "dense_matmul":
-                contrib = values[b.src] @ state.params[f"{b.name}/w"]
-                partial[b.dst] = contrib if b.dst not in partial else partial[b.dst] + contrib
-                states[f"{b.name}/w"] = (state.params[f"{b.name}/w"][:, None], values[b.src])
-            elif st.op == "sparse_matmul":
-                src_idx, dst_idx = self._idx[b.name]
-                w = state.params[f"{b.name}/w"]
-                xs = values[b.src][..., src_idx]
-                contrib = self.be.segment_sum(xs * w[:, None], dst_idx, b.n_dst)
-                partial[b.dst] = contrib if b.dst not in partial else partial[b.dst] + contrib
-                states[f"{b.name}/w"] = (w[:, None], xs)
-            elif st.op == "neuron_bias":
-                bias = state.params[f"{b.name}/b"][:, None]
-                if b.name in self._bias_perm:  # biases in their own order, sums in neuron order
-                    n_of_b, b_of_n = self._bias_perm[b.name]
-                    z, _ = kinds.bias_forward(xp, partial[b.name], bias[..., b_of_n])
-                    states[f"{b.name}/b"] = (bias, partial[b.name][..., n_of_b])
-                else:
-                    z, states[f"{b.name}/b"] = kinds.bias_forward(xp, partial[b.name], bias)
-                values[b.name] = z
-            elif st.op == "activation":
-                z = values[b.src]
-                if b.name in self._mixed:
-                    a = None
-                    for fn, mask in self._mixed[b.name].items():
-                        term = xp.where(mask, kinds.ACTIVATIONS[fn](xp, z), 0.0)
-                        a = term if a is None else a + term
-                else:
-                    a = kinds.ACTIVATIONS[b.fns[0]](xp, z)
-                values[b.name] = a
-                states[f"{b.name}/act"] = (z,)
-            elif st.op == "softmax":
-                values[b.name], states[f"{b.name}/unit"] = kinds.softmax_forward(xp, values[b.src])
-            elif st.op == "loss":
-                out = values[b.src]
-                outputs[b.name] = out
-                if y is None:
-                    continue
-                losses[b.name], states[f"{b.name}/loss"] = kinds.loss_forward(xp, b.fn, out, values[b.target])
-        return Forward(values, states, losses, outputs)
+            raise DataError(f"{lead[1]}: {lead[0][0]} tasks, but the network holds {tasks}")
+        buf = Buffers({f"value:{name}": v for name, v in values.items()})
+        buf.update({f"param:{key}": v for key, v in state.params.items()})
+        run_stages(self, self.schedule.forward, buf)
+        return Forward(*({k.partition(":")[2]: v for k, v in buf.items() if k.startswith(prefix)}
+                         for prefix in ("value:", "state:", "loss:", "output:")))
 
     # ------------------------------------------------------------------ learners
-    def _streams(self, slot, incoming, fwd: Forward):
-        """Standardized input streams of one slot, each [..., width] broadcastable to its nodes."""
+    def learner_streams(self, slot, incoming, states: tuple):
+        """(raw, standardized) input streams of one slot's learner: its incoming message and the
+        states its forward arrow stored, each [..., width] broadcastable to its nodes."""
         norm = self.norm_params[slot.norm_group]
         shift, scale = norm["in_shift"], norm["in_scale"]
         if slot.role != "weight":
-            raw = [incoming] + [s[..., None] for s in fwd.states[slot.key]]
+            raw = [incoming] + [s[..., None] for s in states]
         else:
             w = self.graph.weights[slot.block]
-            wstate, xstate = fwd.states[slot.key]
+            wstate, xstate = states
             if w.dense:  # message [T,B,M,k] -> [T,B,1,M,k]; w [T,1,N,M]; x [T,B,N] -> [T,B,N,1]
                 raw = [incoming[:, :, None], wstate[..., None], xstate[..., None, None]]
             else:  # replication by gather: each edge reads the message of its neuron
-                raw = [incoming[:, :, self._idx[w.name][1]], wstate[..., None], xstate[..., None]]
+                raw = [incoming[:, :, self.edge_index[w.name][1]], wstate[..., None], xstate[..., None]]
         return raw, [(v + shift[k]) * scale[k] for k, v in enumerate(raw)]
 
-    def _call_learner(self, slot, streams, state: NetState, new_carries: dict):
+    def call_learner(self, slot, streams, state: NetState, new_carries: dict):
+        """One learner call for all nodes of ``slot``: (raw update or None, outgoing message, new
+        carry or None); a stateful learner's new carry is also put in ``new_carries``."""
         layout = self.layouts[slot.key]
         p = self.learner_params[slot.group]
         xp = self.be.xp
-        blocks = self._node_blocks if self.be.traced else None
+        traced = self.be.traced  # under the tape: the cells record one fused stage each
+        blocks = self._node_blocks if traced else None
         if self.protocol.spec.kind == "stateless":
             if not layout.has_parameter:
-                return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks)[1:], streams)[0], None
-            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks), streams)
+                return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks,
+                                                                         traced)[1:], streams)[0], None
+            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks, traced), streams)
             return upd, msg, None
         carry = state.carries.get(slot.key)
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
@@ -292,7 +253,8 @@ class Engine:
             raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
                              f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
         act = self.protocol.spec.gru_mlp_activation
-        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks),), streams, carry)[0]
+        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks, traced),), streams,
+                            carry)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None
         return upd, new[..., new.shape[-1] - layout.message:], new
@@ -358,13 +320,10 @@ class Engine:
     def _step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:
         fwd = self._forward(state, x, y)
         updates, carries = self.message_pass(state, fwd, recorder)
-        params = dict(state.params)
-        for st in self.schedule.update:
-            norm = self.norm_params[st.norm_group]
-            delta = (updates[st.slot].mean(axis=1)[..., 0] - norm["out_mean"]) * norm["out_scale"]
-            params[st.slot] = params[st.slot] + delta
-            if recorder is not None:
-                recorder.on_update(self, st.slot, delta)
+        buf = Buffers({f"param:{key}": v for key, v in state.params.items()}, recorder=recorder)
+        buf.update({f"update:{key}": v for key, v in updates.items()})
+        run_stages(self, self.schedule.update, buf)
+        params = {key: buf[f"param:{key}"] for key in state.params}
         new = NetState(params, carries, state.step + 1)
         if recorder is not None:
             recorder.end_step(self)
@@ -372,58 +331,18 @@ class Engine:
 
     def message_pass(self, state: NetState, fwd: Forward, recorder=None):
         """All learner calls of one step; returns per-slot raw updates [T,B,*nodes,1] and new carries."""
-        xp = self.be.xp
-        agg = self.protocol.spec.aggregation
-        received: dict[str, object] = {}  # unit block -> sum of messages received
-        sent_by_bias: dict[str, object] = {}
-        updates, carries = {}, {}
-        current = None
-        for st in self.schedule.message:
-            g = self.graph
-            if st.op == "seed":
-                current = fwd.losses[st.block][..., None]
-            elif st.op == "gather":
-                total = received[st.block]
-                current = total / self._fan_out[st.block] if agg == "mean" else total
-            elif st.op == "learner":
-                slot = g.slots[st.slot]
-                if slot.role == "weight":
-                    current = sent_by_bias[g.weights[slot.block].dst]
-                elif slot.role == "bias" and slot.block in self._bias_perm:
-                    current = current[..., self._bias_perm[slot.block][0], :]
-                raw, streams = self._streams(slot, current, fwd)
-                upd, msg, carry = self._call_learner(slot, streams, state, carries)
-                if upd is not None:
-                    updates[slot.key] = upd
-                if recorder is not None:
-                    recorder.on_learner(self, slot, raw, streams, carry, msg, upd)
-                if slot.role == "bias":
-                    perm = self._bias_perm.get(slot.block)
-                    sent_by_bias[slot.block] = msg if perm is None else msg[..., perm[1], :]
-                current = msg
-            elif st.op == "send":
-                src = g.units[st.block].src
-                received[src] = current if src not in received else received[src] + current
-            elif st.op == "aggregate":
-                (to_input,) = st.args
-                w = g.weights[st.block]
-                if to_input and f"{w.src}/{g.units[w.src].label}" not in getattr(recorder, "parts", ()):
-                    # nobody reads the messages that reach an input unless its nodes are inspected
-                    continue
-                if w.dense:
-                    total = xp.sum(current, axis=3)
-                else:
-                    total = self.be.segment_sum(current, self._idx[w.name][0], w.n_src, axis=2)
-                received[w.src] = total if w.src not in received else received[w.src] + total
-
+        buf = Buffers({f"loss:{name}": v for name, v in fwd.losses.items()}, state=state, recorder=recorder)
+        buf.update({f"state:{key}": v for key, v in fwd.states.items()})
+        run_stages(self, self.schedule.message, buf)
         if recorder is not None:
             for b in self.graph.inputs:
-                if b.name in received:
-                    total = received[b.name]
-                    if agg == "mean":
-                        total = total / xp.maximum(self._fan_out[b.name], 1)
+                if f"received:{b.name}" in buf:
+                    total = buf[f"received:{b.name}"]
+                    if self.protocol.spec.aggregation == "mean":
+                        total = total / self.be.xp.maximum(self.fan_out[b.name], 1)
                     recorder.on_input_message(self, b.name, total)
-        return updates, carries
+        updates = {k.partition(":")[2]: v for k, v in buf.items() if k.startswith("update:")}
+        return updates, buf.carries
 
     def run(self, state: NetState, xs, ys, recorder=None) -> tuple[NetState, list[StepResult]]:
         """Inner loop over steps: ``xs``/``ys`` are [steps, T, B, n] (or [steps, B, n])."""

@@ -27,7 +27,33 @@ NODE_LAST = ("update", "update_raw")
 """Fields whose last axis runs over the selected nodes (the others end in a width axis)."""
 
 
-class Recorder:
+class EngineHooks:
+    """The recorder interface: what :meth:`Engine.step <graphflow.engine.inner.Engine.step>` calls on
+    the ``recorder`` it is handed. Every hook does nothing here; recorders override the ones they need.
+
+    Arrays are the backend's (device arrays on CuPy); hooks that keep them copy what they need.
+    """
+
+    def records(self, part: str) -> bool:
+        """Whether this recorder wants the nodes of block part ``part`` (the engine then computes
+        what it would otherwise skip, such as the messages that reach an input unit)."""
+        return False
+
+    def on_learner(self, engine, slot, raw, streams, carry, msg, update) -> None:
+        """One learner call of ``slot``: raw input streams, standardized streams, new carry (stateful
+        learners, else None), outgoing message and raw update (None for nodes without a parameter)."""
+
+    def on_update(self, engine, slot_key: str, delta) -> None:
+        """The change applied to the parameters of ``slot_key`` ([T, *nodes])."""
+
+    def on_input_message(self, engine, unit: str, mean_message) -> None:
+        """The combined message that reached input unit ``unit`` (only when :meth:`records` wants it)."""
+
+    def end_step(self, engine) -> None:
+        """The inner step is over."""
+
+
+class Recorder(EngineHooks):
     """Keeps the per-step history of the nodes matching ``patterns`` (ids or globs)."""
 
     def __init__(self, graph, patterns: list[str] | str):
@@ -42,6 +68,9 @@ class Recorder:
         self._current: dict[str, dict[str, np.ndarray]] = {}
 
     # ---------------------------------------------------------------- engine hooks
+    def records(self, part: str) -> bool:
+        return part in self.parts
+
     def _take(self, engine, part: str, a, lead: tuple[int, ...]):
         """Values of the selected nodes: ``a`` broadcasts to [*lead, *nodes, width]."""
         idx = self.parts[part]

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +37,7 @@ import numpy as np
 
 from graphflow.errors import GraphflowError
 from graphflow.inspect.labelled import LabelledArray
-from graphflow.io import atomic_write
+from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write
 from graphflow.io.jsonl import finite_or_none
 
 RUN_KIND = "graphflow-inspection-run"
@@ -346,10 +344,8 @@ def load_run(path: str | Path) -> Run:
 # ---------------------------------------------------------------------- reading and checking run files
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-DAMAGE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, NotImplementedError, OverflowError,
-          MemoryError, RecursionError, struct.error, zipfile.BadZipFile, zlib.error)
-"""What zipfile and numpy's array reader raise on a damaged file: truncated archives, bad CRCs (a
-flipped byte), unknown compression methods and sizes in damaged zip fields, bad array headers."""
+DAMAGE = DAMAGED_FILE_ERRORS
+
 HEADER_TYPES: dict[str, type] = {
     "kind": str, "steps": int, "tasks": int, "batch": int, "graph": dict, "patterns": list, "parts": dict,
     "losses": list, "groups": list,

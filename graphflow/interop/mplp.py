@@ -23,7 +23,7 @@ import numpy as np
 
 from graphflow.errors import GraphflowError
 from graphflow.graph import build
-from graphflow.learners.protocol import Protocol
+from graphflow.learners.protocol import ParamKey, Protocol
 from graphflow.spec.learner import LearnerSpec
 
 # How the reference names each slot's streams (message first, then the states in graphflow's order).
@@ -92,7 +92,7 @@ class Segment:
 
     @property
     def flat_key(self) -> str:
-        return f"{self.table}::{self.group}::{self.key}"
+        return str(ParamKey(self.table, self.group, self.key))
 
     def get(self, protocol: Protocol) -> np.ndarray:
         a = (protocol.learners if self.table == "learner" else protocol.norms)[self.group][self.key]

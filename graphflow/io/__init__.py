@@ -4,10 +4,10 @@ The lowest layer of graphflow next to ``errors``: it knows files, not graphs or 
 trainer, inspection runs and the pictures share one writer and one log reader.
 """
 
-from graphflow.io.atomic import atomic_write, atomic_write_text, remove_temporaries
+from graphflow.io.atomic import DAMAGED_FILE_ERRORS, atomic_write, atomic_write_text, remove_temporaries
 from graphflow.io.faults import kill_point
 from graphflow.io.jsonl import append_record, read_records, rewrite_records
 from graphflow.io.lock import FolderLock
 
-__all__ = ["FolderLock", "append_record", "atomic_write", "atomic_write_text", "kill_point", "read_records",
+__all__ = ["DAMAGED_FILE_ERRORS", "FolderLock", "append_record", "atomic_write", "atomic_write_text", "kill_point", "read_records",
            "remove_temporaries", "rewrite_records"]

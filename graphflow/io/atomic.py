@@ -15,7 +15,10 @@ files a kill leaves behind are named ``<name>.<random>.tmp`` and removed by
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +26,12 @@ from typing import BinaryIO
 from graphflow.io.faults import kill_point
 
 TEMPORARY_SUFFIX = ".tmp"
+
+DAMAGED_FILE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+                       NotImplementedError, OverflowError, MemoryError, RecursionError, UnicodeDecodeError,
+                       struct.error, zipfile.BadZipFile, zlib.error)
+"""What zipfile and numpy's readers raise on a damaged ``.npz``: truncated archives, bad CRCs (a
+flipped byte), unknown compression methods and sizes in damaged zip fields, bad array headers."""
 
 
 def _sync_folder(folder: Path) -> None:

@@ -44,21 +44,20 @@ def first_layer(xp, streams, kernel, widths):
     return out
 
 
-def stateless_cell(xp, p, streams, widths, blocks=None):
+def stateless_cell(xp, p, streams, widths, blocks=None, traced: bool = False):
     """MLPs f and g: 80 -> 40 -> out, ReLU, ReLU, tanh. Returns (f output [..., 1], g output [..., k]).
 
-    ``f`` is skipped (None) when the node has no parameter (``p`` has no ``f.*`` entries). A
-    differentiating namespace runs both MLPs as one fused stage with its own VJP
-    (:func:`stateless_forward`, :func:`stateless_backward`), over blocks of the node axes when
-    ``blocks`` is given.
+    ``f`` is skipped (None) when the node has no parameter (``p`` has no ``f.*`` entries). Under
+    the tape (``traced``: ``xp`` is a differentiating namespace) both MLPs run as one fused stage
+    with its own VJP (:func:`stateless_forward`, :func:`stateless_backward`), over blocks of the
+    node axes when ``blocks`` is given.
     """
     nets = ("g", "f") if "f.dense0.kernel" in p else ("g",)
     inputs = tuple(streams) + tuple(p[f"{net}.{name}"] for net in nets for name in MLP_PARAMS)
-    fused = getattr(xp, "fused", None)
-    if fused is None:
+    if not traced:
         out = stateless_forward(xp, widths, len(nets), *inputs)[0]
     else:
-        out = fused(lambda xp_, *a: stateless_forward(xp_, widths, len(nets), *a),
+        out = xp.fused(lambda xp_, *a: stateless_forward(xp_, widths, len(nets), *a),
                     lambda xp_, a, res, g: stateless_backward(xp_, widths, len(nets), a, res, g), inputs,
                     blocked=len(streams), blocks=blocks)
     k = p["g.dense2.kernel"].shape[-1]
@@ -118,25 +117,24 @@ def stateless_backward(xp, widths, nets: int, inputs, residuals, g):
     return tuple(dstreams) + tuple(dparams)
 
 
-def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks=None):
+def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks=None, traced: bool = False):
     """The GRU-like cell of MPLP_SPEC.md; returns the new carry.
 
     u = sigmoid(x Wux + c Wuc + bu), r = sigmoid(x Wrx + c Wrc + br),
     c' = u * c + (1 - u) * tanh(MLPx(x) + MLPc(r * c) + bn).
     The three layers that read x (update gate, reset gate, MLPx's first layer) run as one, stream
-    by stream (:func:`first_layer` with their kernels side by side). A differentiating namespace
-    runs the whole cell as one fused stage with its own VJP (:func:`gru_forward`,
+    by stream (:func:`first_layer` with their kernels side by side). Under the tape (``traced``)
+    the whole cell runs as one fused stage with its own VJP (:func:`gru_forward`,
     :func:`gru_backward`), over blocks of the node axis when ``blocks`` is given (see ``fused`` in
     :mod:`graphflow.autodiff.tape`).
     """
     kernel = xp.concatenate([p["gru.W_update_x"], p["gru.W_reset_x"], p["gru.next_x_net.dense0.kernel"]], axis=1)
     inputs = tuple(streams) + (carry, kernel) + tuple(p[name] for name in GRU_CORE_PARAMS)
-    fused = getattr(xp, "fused", None)
-    if fused is None:
+    if not traced:
         return gru_forward(xp, mlp_activation, widths, *inputs)[0]
-    return fused(lambda xp_, *a: gru_forward(xp_, mlp_activation, widths, *a),
-                 lambda xp_, a, res, g: gru_backward(xp_, mlp_activation, widths, a, res, g), inputs,
-                 blocked=len(streams) + 1, blocks=blocks)
+    return xp.fused(lambda xp_, *a: gru_forward(xp_, mlp_activation, widths, *a),
+                    lambda xp_, a, res, g: gru_backward(xp_, mlp_activation, widths, a, res, g), inputs,
+                    blocked=len(streams) + 1, blocks=blocks)
 
 
 def gru_forward(xp, mlp_activation, widths, *inputs):

@@ -15,6 +15,7 @@ Parameters live in two plain dicts of float32 arrays, ``learners[group][name]`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -22,6 +23,46 @@ from graphflow.errors import GraphError, GraphflowError
 from graphflow.spec.learner import LearnerSpec
 
 PARAM_ROLES = ("weight", "bias")
+
+
+@dataclass(frozen=True, order=True)
+class ParamKey:
+    """The flat key of one meta-trained array, parsed and printed in this one place.
+
+    ``learner::<learner group>::<name>`` (f, g or GRU parameters), ``norm::<normalization
+    group>::<name>`` (standardization and output scaling), ``init::<network parameter>`` (the
+    meta-trained initial network of MAML mode, e.g. ``init::dense0/w``).
+
+    >>> key = ParamKey.parse("learner::dense0/w::gru.W_update_x")
+    >>> key.table, key.group, key.name, str(key) == "learner::dense0/w::gru.W_update_x"
+    ('learner', 'dense0/w', 'gru.W_update_x', True)
+    >>> str(ParamKey.init("dense2/b")), ParamKey.parse("init::dense2/b").group
+    ('init::dense2/b', 'dense2/b')
+    """
+
+    table: Literal["learner", "norm", "init"]
+    group: str
+    """The learner or normalization group; for ``init``, the network parameter (``dense0/w``)."""
+    name: str = ""
+    """The array's name inside its group (empty for ``init``)."""
+
+    @classmethod
+    def parse(cls, text: str) -> "ParamKey":
+        table, _, rest = str(text).partition("::")
+        if table == "init" and rest:
+            return cls("init", rest)
+        group, _, name = rest.partition("::")
+        if table not in ("learner", "norm") or not group or not name or "::" in name:
+            raise ValueError(f"{text!r} is not a protocol key (learner::<group>::<name>, norm::<group>::<name> "
+                             f"or init::<parameter>)")
+        return cls(table, group, name)
+
+    @classmethod
+    def init(cls, parameter: str) -> "ParamKey":
+        return cls("init", parameter)
+
+    def __str__(self) -> str:
+        return f"init::{self.group}" if self.table == "init" else f"{self.table}::{self.group}::{self.name}"
 
 
 @dataclass(frozen=True)
@@ -122,17 +163,21 @@ class Protocol:
     # Flat views for optimizers and checkpoints.
     def flat(self) -> dict[str, np.ndarray]:
         """``{"learner::<group>::<name>": array, "norm::<group>::<name>": array}``."""
-        out = {f"learner::{g}::{n}": a for g, p in self.learners.items() for n, a in p.items()}
-        out.update({f"norm::{g}::{n}": a for g, p in self.norms.items() for n, a in p.items()})
+        out = {str(ParamKey("learner", g, n)): a for g, p in self.learners.items() for n, a in p.items()}
+        out.update({str(ParamKey("norm", g, n)): a for g, p in self.norms.items() for n, a in p.items()})
         return out
+
+    def table(self, key: ParamKey) -> dict[str, dict[str, np.ndarray]]:
+        """``learners`` or ``norms``: the table that holds ``key``'s group."""
+        return self.learners if key.table == "learner" else self.norms
 
     @classmethod
     def from_flat(cls, spec: LearnerSpec, flat: dict[str, np.ndarray], meta: dict | None = None) -> "Protocol":
         learners: dict = {}
         norms: dict = {}
-        for key, a in flat.items():
-            kind, group, name = key.split("::")
-            (learners if kind == "learner" else norms).setdefault(group, {})[name] = np.asarray(a, np.float32)
+        for text, a in flat.items():
+            key = ParamKey.parse(text)
+            (learners if key.table == "learner" else norms).setdefault(key.group, {})[key.name] = np.asarray(a, np.float32)
         return cls(spec, learners, norms, dict(meta or {}))
 
     @classmethod
@@ -159,12 +204,12 @@ class Protocol:
     def trainable(self, train_g: bool = True) -> list[str]:
         """Flat names meta-training updates: learner parameters (g optional) and output scales."""
         names = []
-        for key in self.flat():
-            kind, _, name = key.split("::")
-            if kind == "learner" and (train_g or not name.startswith("g.")):
-                names.append(key)
-            elif kind == "norm" and name == "out_scale":
-                names.append(key)
+        for text in self.flat():
+            key = ParamKey.parse(text)
+            if key.table == "learner" and (train_g or not key.name.startswith("g.")):
+                names.append(text)
+            elif key.table == "norm" and key.name == "out_scale":
+                names.append(text)
         return names
 
     def copy(self) -> "Protocol":

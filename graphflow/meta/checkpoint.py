@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from graphflow.errors import GraphflowError
-from graphflow.io import atomic_write
+from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write
 
 META_KEY = "__meta__"
 FORMAT = 2
@@ -72,10 +70,7 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict)
     atomic_write(path, lambda f: np.savez(f, **payload), point="checkpoint-write")
 
 
-# Everything numpy's and zipfile's readers raise on a damaged file: truncated archives, bad CRCs,
-# unknown compression methods in damaged zip fields, bad array headers, a plain .npy.
-_DAMAGE = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, NotImplementedError, RecursionError,
-           zipfile.BadZipFile, zlib.error, UnicodeDecodeError, AttributeError, OverflowError, MemoryError)
+_DAMAGE = DAMAGED_FILE_ERRORS
 
 
 def read_npz(path: Path, what: str, header_key: str) -> tuple[dict[str, np.ndarray], object]:

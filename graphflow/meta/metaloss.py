@@ -22,6 +22,7 @@ import numpy as np
 from graphflow.autodiff import Tape, Var, grad, traced_backend
 from graphflow.backend import get_backend
 from graphflow.engine import Engine, NetState
+from graphflow.learners.protocol import ParamKey
 
 
 def _first(data):
@@ -218,12 +219,12 @@ class MetaGradient:
         leaves = {}
         if tape is None:
             return leaves
-        for key in self.trainable:
-            kind, group, *name = key.split("::")
-            if kind == "init":  # the initial network's leaves come with the initial state
+        for text in self.trainable:
+            key = ParamKey.parse(text)
+            if key.table == "init":  # the initial network's leaves come with the initial state
                 continue
-            table = eng.learner_params if kind == "learner" else eng.norm_params
-            table[group][name[0]] = leaves[key] = tape.var(table[group][name[0]])
+            table = eng.learner_params if key.table == "learner" else eng.norm_params
+            table[key.group][key.name] = leaves[text] = tape.var(table[key.group][key.name])
         return leaves
 
     def _initial_state(self, init: dict, tasks: int, tape, init_trainable: bool):
@@ -241,7 +242,7 @@ class MetaGradient:
                 raise ValueError(f"initial network {key}: shape {list(arr.shape)}, expected {list(shapes[key])} "
                                  f"(shared) or {[tasks, *shapes[key]]} (per task)")
             if init_trainable and tape is not None:
-                arr = leaves[f"init::{key}"] = tape.var(arr)
+                arr = leaves[str(ParamKey.init(key))] = tape.var(arr)
             params[key] = eng.be.xp.broadcast_to(arr, (tasks,) + shapes[key]) if shared else arr
         return NetState(params), leaves
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphflow.engine.record import EngineHooks
+
 STD_FLOOR = 1e-5
 
 
-class StreamStats:
-    """An engine hook (the :class:`~graphflow.engine.record.Recorder` interface) that accumulates
-    per-step moments of every normalization group's streams and its raw updates."""
+class StreamStats(EngineHooks):
+    """An engine hook (:class:`~graphflow.engine.record.EngineHooks`) that accumulates per-step
+    moments of every normalization group's streams and its raw updates."""
 
     def __init__(self, graph=None):
         self.graph = graph
@@ -36,15 +38,6 @@ class StreamStats:
         self.step_moments.setdefault(slot.norm_group, []).append(moments)
         if update is not None:
             self.update_means.setdefault(slot.norm_group, []).append(float(to_np(update.mean(axis=1)).mean()))
-
-    def on_update(self, engine, slot_key, delta):
-        pass
-
-    def on_input_message(self, engine, unit, mean_message):
-        pass
-
-    def end_step(self, engine):
-        pass
 
     def moments(self) -> dict[str, dict[str, np.ndarray]]:
         """Norm group -> {"mean", "std"} per stream (and "out_mean"), from the collected steps."""

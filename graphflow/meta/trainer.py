@@ -28,7 +28,7 @@ from graphflow.errors import GraphflowError, SpecError
 from graphflow.graph import build
 from graphflow.io import FolderLock, atomic_write_text, kill_point, read_records, remove_temporaries, rewrite_records
 from graphflow.io.jsonl import append_record
-from graphflow.learners.protocol import Protocol
+from graphflow.learners.protocol import ParamKey, Protocol
 from graphflow.meta.checkpoint import load_checkpoint, non_finite_arrays, save_checkpoint
 from graphflow.meta.metaloss import MetaBatch, MetaGradient
 from graphflow.meta.normalization import measure_normalization
@@ -110,10 +110,10 @@ class TaskSource:
 
             b = sample_sinusoid_meta_batch(rng, tasks, m.inner_steps, m.shots, m.heldout)
             return MetaBatch(b["x"], b["y"], b["xe"], b["ye"])
-        d = self.mnist
-        idx = rng.integers(0, len(d.train_x), size=(tasks, m.inner_steps, m.shots))
-        held = rng.integers(0, len(d.train_x), size=(tasks, m.heldout))
-        return MetaBatch(d.train_x[idx], d.train_y[idx], d.train_x[held], d.train_y[held])
+        from graphflow.tasks import mnist_meta_batch
+
+        b = mnist_meta_batch(self.mnist, rng, tasks, m.inner_steps, m.shots, m.heldout)
+        return MetaBatch(b["x"], b["y"], b["xe"], b["ye"])
 
 
 def check_task_fits(exp: ExperimentSpec, graph) -> None:
@@ -210,7 +210,7 @@ class Trainer:
     def _make_metagrad(self):
         trainable = self.protocol.trainable(train_g=self.exp.meta.train_g)
         if self.init is not None:
-            trainable = trainable + [f"init::{k}" for k in self.init]
+            trainable = trainable + [str(ParamKey.init(k)) for k in self.init]
         shards = min(self.exp.threads, self.exp.meta.outer_batch)
         # The cores are shared: each shard's engine splits its large learner calls over its share.
         per_shard = max(1, default_threads() // shards)
@@ -231,7 +231,7 @@ class Trainer:
                                   if bad else ""))
         params = {k: v for k, v in self.protocol.flat().items() if k in grads}
         if self.init is not None:
-            params.update({f"init::{k}": v for k, v in self.init.items()})
+            params.update({str(ParamKey.init(k)): v for k, v in self.init.items()})
         self.optimizer.lr = self.learning_rate(self.step)
         new = self.optimizer.step(params, grads)
         bad = [k for k in grads if not np.all(np.isfinite(new[k]))]
@@ -277,13 +277,12 @@ class Trainer:
         return loss, grads
 
     def _apply(self, flat: dict[str, np.ndarray]) -> None:
-        for key, value in flat.items():
-            kind, group, *name = key.split("::")
-            if kind == "init":
-                self.init[group] = value
+        for text, value in flat.items():
+            key = ParamKey.parse(text)
+            if key.table == "init":
+                self.init[key.group] = value
             else:
-                table = self.protocol.learners if kind == "learner" else self.protocol.norms
-                table[group][name[0]] = value
+                self.protocol.table(key)[key.group][key.name] = value
 
     # ------------------------------------------------------------------ state
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -335,14 +334,15 @@ class Trainer:
     def _checked_optimizer(self, state: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
         params = {k: v for k, v in self.protocol.flat().items()}
         if self.init is not None:
-            params.update({f"init::{k}": v for k, v in self.init.items()})
+            params.update({str(ParamKey.init(k)): v for k, v in self.init.items()})
         t = state.get("t")
         if t is None or t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
             raise GraphflowError(f"{source}: optimizer/t must be a non-negative integer scalar")
         for key, a in state.items():
             if key == "t":
                 continue
-            name = key[3:] if key[:3] in ("m::", "v::") else None
+            moment, _, name = key.partition("::")  # Adam's m::<key> and v::<key>
+            name = name if moment in ("m", "v") else None
             if name not in params:
                 raise GraphflowError(f"{source}: optimizer/{key} is not the state of a trainable parameter")
             if a.shape != params[name].shape:

@@ -23,6 +23,7 @@ from graphflow.autodiff import traced_backend
 from graphflow.autodiff.gradcheck import KinkMonitor, check_gradients, tape_gradient
 from graphflow.backend import get_backend
 from graphflow.engine import Engine, NetState
+from graphflow.engine.record import EngineHooks
 from graphflow.learners.cells import gru_cell, stateless_cell
 from graphflow.learners.protocol import SlotLayout, init_learner
 from graphflow.reference.random_graphs import random_protocol
@@ -175,7 +176,7 @@ def test_regression_losses(loss):
 def test_sparse_matmul_gathers_and_segment_sums_with_permuted_biases():
     graph = sparse_graph()
     engine, monitor = traced_engine(graph)
-    assert not graph.weights["h"].dense and "h" in engine._bias_perm
+    assert not graph.weights["h"].dense and "h" in engine.bias_order
     x, y = data(graph, seed=5)
     check(forward_outputs(engine, x, y), params_of(engine, seed=5), monitor, what="sparse forward")
 
@@ -205,9 +206,9 @@ def run_cell(kind, layout, xp, mlp_activation="tanh"):
         p = {n[2:]: a for n, a in v.items() if n.startswith("p:")}
         streams = [v["s0"], v["s1"], v["s2"]]
         if kind == "stateless":
-            upd, msg = stateless_cell(xp, p, streams, layout.stream_widths)
+            upd, msg = stateless_cell(xp, p, streams, layout.stream_widths, traced=True)
             return score({"update": upd, "message": msg})
-        return score({"carry": gru_cell(xp, p, streams, layout.stream_widths, v["carry"], mlp_activation)})
+        return score({"carry": gru_cell(xp, p, streams, layout.stream_widths, v["carry"], mlp_activation, traced=True)})
 
     return fn
 
@@ -243,29 +244,23 @@ def test_standardization_and_replication_of_messages(graph_kind):
     def fn(v):
         engine.norm_params[slot.norm_group] = {**norm, "in_shift": v["in_shift"], "in_scale": v["in_scale"]}
         fwd = engine.forward(NetState({k: v[k] for k in engine.parameter_shapes()}), x, y)
-        _, streams = engine._streams(slot, v["message"], fwd)
+        _, streams = engine.learner_streams(slot, v["message"], fwd.states[slot.key])
         return score(dict(enumerate(streams)))
 
     check(fn, inputs, monitor, what=f"{graph_kind} weight streams")
 
 
-class InputMessages:
+class InputMessages(EngineHooks):
     """A recorder keeping the aggregated messages that reach the input units."""
 
     def __init__(self):
         self.received = {}
 
-    def on_learner(self, *args):
-        pass
-
-    def on_update(self, *args):
-        pass
+    def records(self, part):
+        return True
 
     def on_input_message(self, engine, name, total):
         self.received[name] = total
-
-    def end_step(self, engine):
-        pass
 
 
 @pytest.mark.parametrize("graph_kind,kind,aggregation", [

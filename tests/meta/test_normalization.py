@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from graphflow.engine.record import EngineHooks
 from graphflow.meta import normalization
 from graphflow.meta.normalization import StreamStats
 from graphflow.meta.trainer import Trainer
@@ -20,7 +21,7 @@ def experiment(**meta) -> ExperimentSpec:
     })
 
 
-class StandardizedStreams:
+class StandardizedStreams(EngineHooks):
     """A recorder of the standardized learner inputs: per group, per step, (mean, std) of each stream."""
 
     def __init__(self):
@@ -31,15 +32,6 @@ class StandardizedStreams:
         self.steps.setdefault(slot.norm_group, []).append([(float(np.mean(s)), float(np.std(s))) for s in streams])
         if update is not None:
             self.updates.setdefault(slot.norm_group, []).append(engine.be.to_numpy(update.mean(axis=1)))
-
-    def on_update(self, *args):
-        pass
-
-    def on_input_message(self, *args):
-        pass
-
-    def end_step(self, engine):
-        pass
 
     def summary(self, group):
         """(mean over steps of the per-step means, ... of the per-step stds) per stream: how the

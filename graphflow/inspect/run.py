@@ -37,7 +37,7 @@ import numpy as np
 
 from graphflow.errors import GraphflowError
 from graphflow.inspect.labelled import LabelledArray
-from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write
+from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write, read_failure
 from graphflow.io.jsonl import finite_or_none
 
 RUN_KIND = "graphflow-inspection-run"
@@ -344,7 +344,6 @@ def load_run(path: str | Path) -> Run:
 # ---------------------------------------------------------------------- reading and checking run files
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-DAMAGE = DAMAGED_FILE_ERRORS
 
 HEADER_TYPES: dict[str, type] = {
     "kind": str, "steps": int, "tasks": int, "batch": int, "graph": dict, "patterns": list, "parts": dict,
@@ -357,12 +356,8 @@ def _file_start(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read(8)
-    except FileNotFoundError:
-        raise GraphflowError(f"{path}: no such run file") from None
-    except IsADirectoryError:
-        raise GraphflowError(f"{path}: a folder, not a run file") from None
     except OSError as err:
-        raise GraphflowError(f"{path}: unreadable run file ({err.strerror or err})") from None
+        raise GraphflowError(read_failure(path, "run file", err)) from None
 
 
 def _read_member(path: Path, zf: zipfile.ZipFile, name: str) -> np.ndarray:
@@ -371,7 +366,7 @@ def _read_member(path: Path, zf: zipfile.ZipFile, name: str) -> np.ndarray:
     try:
         buffer = io.BytesIO(zf.read(name))
         array = np.lib.format.read_array(buffer, allow_pickle=False)
-    except DAMAGE as err:
+    except DAMAGED_FILE_ERRORS as err:
         raise GraphflowError(f"{where} is damaged ({type(err).__name__}: {err})") from None
     if buffer.read(1):
         raise GraphflowError(f"{where} has bytes past its data")
@@ -404,7 +399,7 @@ def read_run_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             arrays = {n.removesuffix(".npy"): _read_member(path, zf, n) for n in names if n != f"{HEADER_KEY}.npy"}
     except GraphflowError:
         raise
-    except DAMAGE as err:  # the archive itself: truncated, damaged central directory
+    except DAMAGED_FILE_ERRORS as err:  # the archive itself: truncated, damaged central directory
         raise GraphflowError(f"{path}: unreadable run file, truncated or damaged "
                              f"({type(err).__name__}: {err})") from None
     if raw.shape != () or raw.dtype.kind != "U":
@@ -563,5 +558,5 @@ def is_run_file(path: str | Path) -> bool:
     try:
         with zipfile.ZipFile(Path(path)) as zf:
             return f"{HEADER_KEY}.npy" in zf.namelist()
-    except DAMAGE:
+    except DAMAGED_FILE_ERRORS:
         return False

@@ -15,7 +15,8 @@ import numpy as np
 
 from graphflow.errors import GraphflowError
 from graphflow.inspect.recording import Inspector
-from graphflow.inspect.run import DAMAGE, HEADER_KEY, NPY_MAGIC, ZIP_MAGIC, Run, is_run_file, load_run
+from graphflow.inspect.run import HEADER_KEY, NPY_MAGIC, ZIP_MAGIC, Run, is_run_file, load_run
+from graphflow.io import DAMAGED_FILE_ERRORS
 
 REFERENCE_DEFAULTS = {"sinusoid": ("sinusoid", 5, 10), "maml-sinusoid": ("sinusoid", 2, 10), "mnist": ("mnist", 20, 8)}
 """Reference preset -> (task, inner steps, shots) of its published regime."""
@@ -146,7 +147,7 @@ def source_kind(path: str | Path) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except DAMAGE as err:
+    except DAMAGED_FILE_ERRORS as err:
         raise GraphflowError(f"{path}: unreadable: not an intact .npz archive, truncated or damaged "
                              f"({type(err).__name__}: {err})") from None
     if f"{HEADER_KEY}.npy" in names:

@@ -8,6 +8,7 @@ from graphflow.io.atomic import DAMAGED_FILE_ERRORS, atomic_write, atomic_write_
 from graphflow.io.faults import kill_point
 from graphflow.io.jsonl import append_record, read_records, rewrite_records
 from graphflow.io.lock import FolderLock
+from graphflow.io.reading import read_failure
 
-__all__ = ["DAMAGED_FILE_ERRORS", "FolderLock", "append_record", "atomic_write", "atomic_write_text", "kill_point", "read_records",
+__all__ = ["DAMAGED_FILE_ERRORS", "FolderLock", "append_record", "atomic_write", "atomic_write_text", "kill_point", "read_failure", "read_records",
            "remove_temporaries", "rewrite_records"]

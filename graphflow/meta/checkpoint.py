@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow.errors import GraphflowError
-from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write
+from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write, read_failure
 
 META_KEY = "__meta__"
 FORMAT = 2
@@ -70,18 +70,14 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], meta: dict)
     atomic_write(path, lambda f: np.savez(f, **payload), point="checkpoint-write")
 
 
-_DAMAGE = DAMAGED_FILE_ERRORS
-
 
 def read_npz(path: Path, what: str, header_key: str) -> tuple[dict[str, np.ndarray], object]:
     """The arrays of an ``.npz`` file and its JSON header (parsed, any JSON value); clear errors on damage."""
     try:
         loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise GraphflowError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise GraphflowError(f"{path}: a folder, not a {what} file") from None
-    except _DAMAGE as err:
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        raise GraphflowError(read_failure(path, what, err)) from None
+    except DAMAGED_FILE_ERRORS as err:
         raise GraphflowError(f"{path}: unreadable {what} ({type(err).__name__}: {err})") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise GraphflowError(f"{path}: a single array (.npy), not a graphflow {what} (.npz)")
@@ -96,7 +92,7 @@ def read_npz(path: Path, what: str, header_key: str) -> tuple[dict[str, np.ndarr
             header = json.loads(str(raw))
     except GraphflowError:
         raise
-    except _DAMAGE as err:  # truncated or corrupted: zip CRC errors, damaged fields
+    except DAMAGED_FILE_ERRORS as err:  # truncated or corrupted: zip CRC errors, damaged fields
         raise GraphflowError(f"{path}: unreadable {what} ({type(err).__name__}: {err})") from None
     return arrays, header
 

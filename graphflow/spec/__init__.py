@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from graphflow.errors import SpecError
+from graphflow.io.reading import read_failure
 from graphflow.spec.experiment import ExperimentSpec, MetaTrainingSpec, MnistTaskSpec, SinusoidTaskSpec
 from graphflow.spec.graph import (
     ActivationBlock,
@@ -211,14 +212,8 @@ def read_json_file(path: str | Path, what: str = "spec file"):
     path = Path(path)
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a folder, not a {what}") from None
-    except PermissionError:
-        raise SpecError(f"{path}: permission denied (cannot read the {what})") from None
     except OSError as err:
-        raise SpecError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+        raise SpecError(read_failure(path, what, err)) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow.errors import DataError, DataFileNotFoundError
+from graphflow.io.reading import read_failure
 
 N_CLASSES = 10
 
@@ -84,10 +85,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileNotFoundError(f"{path}: no such file") from None
+    except FileNotFoundError as error:
+        raise DataFileNotFoundError(read_failure(path, "file", error)) from None
     except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise DataError(read_failure(path, "file", error)) from None
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)

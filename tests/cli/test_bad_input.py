@@ -8,17 +8,15 @@ import pytest
 from graphflow.cli import main
 from graphflow.meta.checkpoint import load_checkpoint, save_checkpoint
 from graphflow.meta.trainer import Trainer
+from tests.cli_output import one_error_line
 from tests.meta.test_trainer import tiny_experiment
 
 
 def error_line(capsys, *args) -> str:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, (args, out, err)
-    assert lines and lines[0].startswith("error: ") and "Traceback" not in out + err, err
-    assert sum(line.startswith("error:") for line in lines) == 1, err
-    return lines[0]
+    return one_error_line(err, out)
 
 
 @pytest.mark.parametrize("args, message", [

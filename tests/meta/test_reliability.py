@@ -27,6 +27,7 @@ from graphflow.meta import checkpoint as ckpt
 from graphflow.meta.checkpoint import load_checkpoint, non_finite_arrays, save_checkpoint
 from graphflow.meta.trainer import MAX_FAILURES_IN_A_ROW, NonFiniteError, Trainer
 from graphflow.spec import ExperimentSpec
+from tests.cli_output import one_error_line
 from tests.meta.test_trainer import log_records, meta_losses, poison, tiny_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,14 +37,6 @@ def cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    """The one ``error:`` line of ``err`` (indented detail lines may follow it; no traceback)."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert sum(line.startswith("error:") for line in lines) == 1 and all(line.startswith("  ") for line in lines[1:]), err
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------------------------

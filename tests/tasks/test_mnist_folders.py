@@ -14,6 +14,7 @@ from graphflow.cli import main
 from graphflow.presets import mnist
 from graphflow.spec import ExperimentSpec
 from graphflow.tasks.mnist import write_idx
+from tests.cli_output import one_error_line
 
 IMAGES, LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 
@@ -63,13 +64,6 @@ BREAKAGES = {
 }
 
 
-def _one_error_line(err: str, out: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[0].startswith("error: "), err
-    assert sum(line.startswith("error:") for line in lines) == 1 and "Traceback" not in err + out, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("breakage", list(BREAKAGES), ids=list(BREAKAGES))
 def test_train_refuses_a_broken_mnist_folder(tmp_path, capsys, breakage):
     folder = good_folder(tmp_path / "mnist")
@@ -82,7 +76,7 @@ def test_train_refuses_a_broken_mnist_folder(tmp_path, capsys, breakage):
     config.write_text(exp.model_dump_json())
     code = main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"])
     out, err = capsys.readouterr()
-    line = _one_error_line(err, out)
+    line = one_error_line(err, out)
     assert code == 2 and str(folder) in line, line
 
 
@@ -94,7 +88,7 @@ def test_mplp_eval_refuses_a_broken_mnist_folder(tmp_path, capsys, breakage, ref
     code = main(["mplp", "eval", "--preset", "mnist", "--checkpoint", str(reference_dir / "mnist_weights_00005000.npy"),
                  "--data", str(folder), "--tasks", "1", "--steps", "1"])
     out, err = capsys.readouterr()
-    line = _one_error_line(err, out)
+    line = one_error_line(err, out)
     assert code == 2 and str(folder) in line, line
 
 

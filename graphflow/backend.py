@@ -104,19 +104,31 @@ class Backend:
         return Backend(self.name, self.xp, dtype, self.traced, self.cache_blocking)
 
 
+def _numpy_backend(dtype) -> Backend:
+    return Backend("numpy", np, dtype)
+
+
+def _cupy_backend(dtype) -> Backend:
+    try:
+        import cupy
+    except ImportError as err:
+        raise GraphflowError(f"backend 'cupy' needs CuPy and a GPU: pip install graphflow[gpu] ({err})") from None
+    return Backend("cupy", cupy, dtype, cache_blocking=False)
+
+
+BACKENDS: dict = {"numpy": _numpy_backend, "cupy": _cupy_backend}
+"""Backend name -> ``factory(dtype) -> Backend``. Tests swap an entry (for instance ``"numpy"`` for a
+backend whose arrays refuse implicit conversion to the host, as CuPy's do) to run the whole library on it."""
+
+
 def get_backend(name: str | Backend = "numpy", dtype=np.float32) -> Backend:
     """Resolve ``"numpy"`` or ``"cupy"`` to a :class:`Backend` (a clear error when CuPy is missing)."""
     if isinstance(name, Backend):
         return name
-    if name == "numpy":
-        return Backend("numpy", np, dtype)
-    if name == "cupy":
-        try:
-            import cupy
-        except ImportError as err:
-            raise GraphflowError(f"backend 'cupy' needs CuPy and a GPU: pip install graphflow[gpu] ({err})") from None
-        return Backend("cupy", cupy, dtype, cache_blocking=False)
-    raise GraphflowError(f"unknown backend {name!r}; use 'numpy' or 'cupy'")
+    factory = BACKENDS.get(name) if isinstance(name, str) else None
+    if factory is None:
+        raise GraphflowError(f"unknown backend {name!r}; use 'numpy' or 'cupy'")
+    return factory(dtype)
 
 
 # ------------------------------------------------------------------------------------------------

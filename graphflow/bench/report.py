@@ -2,6 +2,8 @@
 
 >>> print(format_seconds(0.0123), format_seconds(2.5), format_seconds(None))
 12.3 ms 2.50 s -
+>>> print(format_range(0.0052, 0.0067), format_range(0.283, 1.02))
+5.2-6.7 ms 0.28-1.02 s
 """
 
 from __future__ import annotations
@@ -11,17 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from graphflow.bench.workloads import REFERENCE_LABEL
+
+def _unit(s: float) -> tuple[float, str, int]:
+    """(scale, unit, decimals) to print ``s`` seconds with."""
+    if s >= 1:
+        return 1.0, "s", 2
+    if s >= 1e-3:
+        return 1e3, "ms", 1
+    return 1e6, "us", 0
 
 
 def format_seconds(s) -> str:
+    """``s`` seconds in s, ms or us (``-`` for None)."""
     if s is None:
         return "-"
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s * 1e6:.0f} us"
+    scale, unit, decimals = _unit(s)
+    return f"{s * scale:.{decimals}f} {unit}"
+
+
+def format_range(low, high) -> str:
+    """``low-high`` seconds in the unit of ``high`` (``-`` when either is None)."""
+    if low is None or high is None:
+        return "-"
+    scale, unit, decimals = _unit(high)
+    return f"{low * scale:.{decimals}f}-{high * scale:.{decimals}f} {unit}"
 
 
 def _ratio(r) -> str:
@@ -57,28 +72,7 @@ def format_table(report: dict) -> str:
     cases = report["cases"]
     timed = [c for c in cases if c["kind"] in ("inner-step", "meta-step")]
     if timed:
-        header = ["case", "graphflow", "dense", "dense/gf", "interpreter", "interp/gf", "reference*", "ref/gf",
-                  "dense GFLOP/s (of peak)", "floor**"]
-        rows = []
-        for c in timed:
-            gflops = "-"
-            if c.get("dense_gflops") is not None:
-                frac = c.get("dense_peak_fraction")
-                gflops = f"{c['dense_gflops']:.1f}" + (f" ({100 * frac:.0f}%)" if frac is not None else "")
-            rows.append([c["name"] + (" (variant)" if c.get("variant") else ""), format_seconds(c["seconds"]),
-                         format_seconds(c.get("dense_seconds")), _ratio(c.get("dense_ratio")),
-                         format_seconds(c.get("interpreter_seconds")), _ratio(c.get("interpreter_ratio")),
-                         format_seconds(c.get("reference_seconds")), _ratio(c.get("reference_ratio")), gflops,
-                         format_seconds(c.get("floor_seconds"))])
-        out += [""] + _rows(header, rows)
-        out.append(f"ratios: {report['ratio_definition']}")
-        out.append(f"* reference: {REFERENCE_LABEL}")
-        out.append("** floor: the step's matmul FLOPs at the machine's peak (meta-steps: an estimate, 3 x inner steps); "
-                   "no numpy step can be faster")
-        for c in timed:
-            if c.get("dense_forward_equivalents") is not None:
-                out.append(f"{c['name']}: one meta-step costs {c['dense_forward_equivalents']:.1f} dense inner steps "
-                           f"of the same size ({c['inner_steps']} forward steps; a hand-written reverse pass would cost about 3)")
+        out += [""] + _timed_lines(report, timed)
     build = [c for c in cases if c["kind"] == "build"]
     if build:
         rows = [[c["name"], f"{c['weight_nodes']:,}", format_seconds(c["build_seconds"]), format_seconds(c["schedule_seconds"]),
@@ -106,13 +100,67 @@ def format_table(report: dict) -> str:
     if report.get("targets"):
         out += ["", "targets:"]
         for t in report["targets"]:
-            mark = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+            mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
             value = "-" if t["value"] is None else f"{t['value']:.3g}"
             bound = ""
             if t.get("bound") is not None:
                 bound = f"; at matmul peak it would be {t['bound']:.3g}" + ("" if t["attainable"] else ", short of the target")
             out.append(f"  [{mark}] {t['case']} {t['metric']} = {value} (target {t['target']}{bound}): {t['goal']}")
     return "\n".join(out)
+
+
+def _timed_row(c: dict, rounds: int, with_reference: bool) -> list[str]:
+    gflops = "-"
+    if c.get("dense_gflops") is not None:
+        frac = c.get("dense_peak_fraction")
+        gflops = f"{c['dense_gflops']:.1f}" + (f" ({100 * frac:.0f}%)" if frac is not None else "")
+    row = [c["name"] + (" (variant)" if c.get("variant") else ""), format_seconds(c["seconds"])]
+    if rounds > 1:
+        row.append(format_range(c.get("seconds_min"), c.get("seconds_max")))
+    row += [format_seconds(c.get("dense_seconds")), _ratio(c.get("dense_ratio")),
+            format_seconds(c.get("interpreter_seconds")), _ratio(c.get("interpreter_ratio"))]
+    if with_reference:
+        row.append(format_seconds(c.get("reference_seconds")))
+        if rounds > 1:
+            row.append(format_range(c.get("reference_min"), c.get("reference_max")))
+        row.append(_ratio(c.get("reference_ratio")))
+    return row + [gflops, format_seconds(c.get("floor_seconds"))]
+
+
+def _reference_footnote(report: dict) -> str:
+    ref = report["reference"]
+    versions = ", ".join(v for v in (f"Python {ref['python_version']}" if ref.get("python_version") else None,
+                                     f"TensorFlow {ref['tensorflow_version']}" if ref.get("tensorflow_version") else None) if v)
+    rounds = report.get("rounds", 1)
+    how = (f"{rounds} rounds, each right after graphflow's round; medians of the round medians, min-max over rounds"
+           if rounds > 1 else "one round, right after graphflow's")
+    return f"* reference: {ref['script']} run by {ref['python']}" + (f" ({versions})" if versions else "") + f" in this run, {how}"
+
+
+def _timed_lines(report: dict, timed: list[dict]) -> list[str]:
+    """The table of inner- and meta-step cases with their baselines, and the notes under it."""
+    rounds = report.get("rounds", 1)
+    with_reference = "reference" in report
+    spread = ["min-max"] if rounds > 1 else []
+    header = ["case", "graphflow", *spread, "dense", "dense/gf", "interpreter", "interp/gf"]
+    if with_reference:
+        header += ["reference*", *spread, "ref/gf"]
+    header += ["dense GFLOP/s (of peak)", "floor**"]
+    out = _rows(header, [_timed_row(c, rounds, with_reference) for c in timed])
+    out.append(f"ratios: {report['ratio_definition']}")
+    if with_reference:
+        out.append(_reference_footnote(report))
+    out.append("** floor: the step's matmul FLOPs at the machine's peak (meta-steps: an estimate, 3 x inner steps); "
+               "no numpy step can be faster")
+    for c in timed:
+        if c.get("reference_per_task_ratio") is not None:
+            out.append(f"{c['name']}: {format_seconds(c['seconds'] / c['tasks'])} per task against the reference's "
+                       f"{format_seconds(c['reference_per_task_seconds'])} per task ({c['reference_case']}, "
+                       f"{c['reference_tasks']} tasks): {c['reference_per_task_ratio']:.3g}x")
+        if c.get("dense_forward_equivalents") is not None:
+            out.append(f"{c['name']}: one meta-step costs {c['dense_forward_equivalents']:.1f} dense inner steps "
+                       f"of the same size ({c['inner_steps']} forward steps; a hand-written reverse pass would cost about 3)")
+    return out
 
 
 def _plain(value):
@@ -136,4 +184,4 @@ def write_json(report: dict, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["format_seconds", "format_table", "to_json", "write_json"]
+__all__ = ["format_range", "format_seconds", "format_table", "to_json", "write_json"]

@@ -1,9 +1,14 @@
-"""The benchmark workloads: which graph, protocol sizes, tasks, batch and steps each case runs.
+"""The benchmark workloads: which graph, protocol sizes, tasks, batch and steps each case runs, and which
+case of the reference implementation's timing script each timed case is compared with.
 
 Data are synthetic (standard-normal inputs; one-hot targets for classifiers, sinusoid-range targets
 for regression): step time does not depend on the values, and the benchmarks must not need the
 MNIST files. Protocols are random (``Protocol.init``) at the published sizes.
 
+>>> [name for name, case in TIMED_CASES.items() if case.reference != name]
+['sinusoid-meta-64']
+>>> TIMED_CASES["sinusoid-inner"].workload.tasks, TIMED_CASES["sinusoid-inner-4"].workload.tasks
+(1, 4)
 >>> graph, protocol = graph_and_protocol("mnist784")
 >>> graph.inputs[0].size, protocol.spec.message_size, protocol.spec.hidden, sorted(graph.groups)[:2]
 (784, 4, 7, ['W', 'b'])
@@ -13,21 +18,9 @@ MNIST files. Protocols are random (``Protocol.init``) at the published sizes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-
-REFERENCE_SECONDS = {
-    "sinusoid-inner": 9.9e-3,
-    "sinusoid-meta": 0.386,
-    "mnist-inner": 48.8e-3,
-    "mnist-meta": 2.29,
-    "mnist784-inner": 0.453,
-}
-"""Stored figures of the reference implementation on this machine kind, in seconds per step."""
-
-REFERENCE_LABEL = ("stored figures of the reference implementation on this machine kind "
-                   "(TensorFlow 2.21, CPU, compiled functions; shared/reference/README.md), not measured by this run")
 
 
 @dataclass(frozen=True)
@@ -48,6 +41,35 @@ WORKLOADS = {
     "mnist": Workload("mnist", tasks=1, batch=8, steps=20),
     "mnist784": Workload("mnist784", tasks=1, batch=8, steps=20),
 }
+"""The published sizes of each protocol (the memory case and the scaling sweep start from them)."""
+
+
+@dataclass(frozen=True)
+class TimedCase:
+    """One timed case of ``graphflow bench``: what graphflow runs, and what it is compared with."""
+
+    kind: str
+    """``inner-step`` or ``meta-step``."""
+    workload: Workload
+    reference: str | None
+    """The case of the reference's timing script doing the same work; where its number of tasks
+    differs (``sinusoid-meta-64`` against the 4-task ``sinusoid-meta``), the two compare per task."""
+
+
+TIMED_CASES = {
+    "sinusoid-inner": TimedCase("inner-step", replace(WORKLOADS["sinusoid"], tasks=1), "sinusoid-inner"),
+    "sinusoid-inner-4": TimedCase("inner-step", WORKLOADS["sinusoid"], "sinusoid-inner-4"),
+    "sinusoid-meta": TimedCase("meta-step", WORKLOADS["sinusoid"], "sinusoid-meta"),
+    "sinusoid-meta-64": TimedCase("meta-step", replace(WORKLOADS["sinusoid"], tasks=64), "sinusoid-meta"),
+    "mnist-inner": TimedCase("inner-step", WORKLOADS["mnist"], "mnist-inner"),
+    "mnist-meta": TimedCase("meta-step", WORKLOADS["mnist"], "mnist-meta"),
+    "mnist784-inner": TimedCase("inner-step", WORKLOADS["mnist784"], "mnist784-inner"),
+}
+"""The inner- and meta-step cases, in the order the bench runs them."""
+
+REFERENCE_CASES = ("sinusoid-inner", "sinusoid-inner-4", "sinusoid-meta", "mnist-inner", "mnist-meta", "mnist784-inner")
+"""The cases of the reference's timing script (``shared/reference/tf/timing.py``), named as there; each
+is the graphflow case of the same name, same sizes and number of tasks."""
 
 SCALING_WEIGHT_NODES = (10_000, 30_000, 100_000, 300_000, 1_000_000, 2_000_000)
 """Weight-node counts of the inner-step scaling sweep (784 -> h -> 10 stacks, h = n / 794)."""
@@ -118,5 +140,6 @@ def meta_batch(graph, workload: Workload, rng: np.random.Generator, tasks: int |
     return MetaBatch(np.stack(xs, axis=1), np.stack(ys, axis=1), xe, ye)
 
 
-__all__ = ["BUILD_STACKS", "QUICK_SCALING_WEIGHT_NODES", "REFERENCE_LABEL", "REFERENCE_SECONDS", "SCALING_WEIGHT_NODES", "WORKLOADS", "Workload",
+__all__ = ["BUILD_STACKS", "QUICK_SCALING_WEIGHT_NODES", "REFERENCE_CASES", "SCALING_WEIGHT_NODES", "TIMED_CASES", "TimedCase",
+           "WORKLOADS", "Workload",
            "graph_and_protocol", "inner_data", "meta_batch", "scaling_graph", "scaling_hidden", "weight_nodes"]

@@ -1,7 +1,8 @@
 """``graphflow bench --quick --json F`` runs every case and writes a report of the documented shape.
 
 No timing is asserted (CI machines are shared and noisy): only the structure of the JSON, that
-times are positive, and that every ratio is the quotient it claims to be.
+times are positive, and that every ratio is the quotient it claims to be. Without ``--reference`` the
+report has no reference figures at all (tests/bench/test_reference.py runs it with one).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from graphflow.bench import REFERENCE_SECONDS
+from graphflow.bench.workloads import TIMED_CASES
 from graphflow.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMED = ("sinusoid-inner", "sinusoid-meta", "mnist-inner", "mnist-meta", "mnist784-inner")
+TIMED = ("sinusoid-inner", "sinusoid-inner-4", "sinusoid-meta", "sinusoid-meta-64", "mnist-inner", "mnist-meta", "mnist784-inner")
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +46,31 @@ def test_every_timed_case_is_there_with_its_baselines(quick_run):
     for name in TIMED:
         case = cases[name]
         assert case["backend"] == "numpy" and case["seconds"] > 0, name
-        for baseline in ("dense", "interpreter", "reference"):
+        assert case["seconds_rounds"] == [case["seconds"]] == [case["seconds_min"]] == [case["seconds_max"]]
+        for baseline in ("dense", "interpreter"):
             assert f"{baseline}_ratio" in case and f"{baseline}_seconds" in case, (name, baseline)
             if case[f"{baseline}_ratio"] is not None:
                 assert case[f"{baseline}_ratio"] == pytest.approx(case[f"{baseline}_seconds"] / case["seconds"])
-        assert case["reference_seconds"] == REFERENCE_SECONDS[name]
-        assert "stored figures of the reference implementation" in case["reference_label"]
-    for name in ("sinusoid-inner", "mnist-inner", "mnist784-inner"):
+        assert not [key for key in case if key.startswith("reference")], name  # no --reference: no reference figures
+    assert "reference" not in report and report["rounds"] == 1
+    for name in ("sinusoid-inner", "sinusoid-inner-4", "mnist-inner", "mnist784-inner"):
         case = cases[name]
         assert case["dense_ratio"] > 0 and case["flops_per_step"] > 0 and case["dense_gflops"] > 0
         assert 0 < case["dense_peak_fraction"]
     assert cases["sinusoid-inner"]["interpreter_ratio"] > 0
     assert cases["sinusoid-meta"]["adam_included"] is True
-    for name in ("sinusoid-meta", "mnist-meta"):  # --quick shortens them: not comparable with the reference
-        assert cases[name]["reference_ratio"] is None and "variant" in cases[name]
+    for name in ("sinusoid-meta", "sinusoid-meta-64", "mnist-meta"):  # --quick shortens them
+        assert "variant" in cases[name] and "floor_seconds" not in cases[name]
+    assert cases["sinusoid-meta-64"]["tasks"] == 8  # --quick: 8 of its 64 tasks
+
+
+def test_case_sizes_match_the_reference_timing_script(quick_run):
+    """timing.py's sinusoid-inner is 1 task, sinusoid-inner-4 and sinusoid-meta 4; the 64-task case is graphflow's own."""
+    cases = {c["name"]: c for c in quick_run[0]["cases"]}
+    assert (cases["sinusoid-inner"]["tasks"], cases["sinusoid-inner"]["batch"]) == (1, 10)
+    assert (cases["sinusoid-inner-4"]["tasks"], cases["sinusoid-inner-4"]["batch"]) == (4, 10)
+    assert TIMED_CASES["sinusoid-meta-64"].workload.tasks == 64 and TIMED_CASES["sinusoid-meta-64"].workload.steps == 5
+    assert TIMED_CASES["sinusoid-meta-64"].reference == "sinusoid-meta"
 
 
 def test_build_memory_and_scaling_cases(quick_run):
@@ -77,9 +89,25 @@ def test_build_memory_and_scaling_cases(quick_run):
 
 
 def test_targets_are_evaluated(quick_run):
-    targets = quick_run[0]["targets"]
+    report, _ = quick_run
+    targets = report["targets"]
     assert {t["case"] for t in targets} >= set(TIMED) | {"inner-step-scaling"}
     assert all(t["met"] in (True, False, None) for t in targets)
+    for target in targets:
+        assert target["status"] == {True: "met", False: "not met", None: "not measured"}[target["met"]]
+        if target["metric"].startswith("reference"):  # no --reference: not measured, not failed
+            assert target["met"] is None and target["value"] is None, target
+    metrics = {(t["case"], t["metric"]) for t in targets}
+    assert {(c, "reference_ratio") for c in TIMED if c != "sinusoid-meta-64"} <= metrics
+    assert ("sinusoid-meta-64", "reference_per_task_ratio") in metrics
+
+
+def test_table_without_reference_has_no_reference_columns(quick_run):
+    from graphflow.bench import format_table
+
+    table = format_table(quick_run[0])
+    assert "ref/gf" not in table and "reference*" not in table
+    assert "[not measured] sinusoid-inner reference_ratio" in table
 
 
 def test_floors_and_target_bounds(quick_run):
@@ -92,24 +120,38 @@ def test_floors_and_target_bounds(quick_run):
         case = cases[name]
         assert case["floor_seconds"] == pytest.approx(case["flops_per_step"] / peak / 1e9)
         assert case["floor_seconds"] < case["dense_seconds"]  # nothing runs above peak
-    target = next(t for t in report["targets"] if t["case"] == "sinusoid-inner" and t["metric"] == "reference_ratio")
-    assert target["bound"] == pytest.approx(cases["sinusoid-inner"]["reference_seconds"] / cases["sinusoid-inner"]["floor_seconds"])
-    assert target["attainable"] == (target["bound"] >= 3.0)
+        assert case["floor_multiple"] == pytest.approx(case["seconds"] / case["floor_seconds"])
+    target = next(t for t in report["targets"] if t["case"] == "sinusoid-inner" and t["metric"] == "floor_multiple")
+    assert target["value"] == cases["sinusoid-inner"]["floor_multiple"] and target["target"] == "<= 2"
     assert "allocator" in report["machine"]
 
 
-def test_meta_floor_is_three_inner_floors_per_unrolled_step():
-    from graphflow.bench.runner import add_meta_floors, evaluate_targets
+def test_meta_floor_is_three_inner_floors_per_unrolled_step_and_task():
+    from graphflow.bench.runner import add_floor_multiples, add_meta_floors, evaluate_targets
 
-    cases = [{"name": "sinusoid-inner", "floor_seconds": 0.005},
-             {"name": "sinusoid-meta", "inner_steps": 5, "seconds": 0.2, "reference_seconds": 0.386, "reference_ratio": 1.93},
-             {"name": "mnist-inner", "floor_seconds": 0.01},
-             {"name": "mnist-meta", "inner_steps": 2, "variant": "2 steps", "seconds": 0.1}]
+    inner = {"kind": "inner-step", "protocol": "sinusoid"}
+    cases = [{"name": "sinusoid-inner", **inner, "tasks": 1, "floor_seconds": 0.001},
+             {"name": "sinusoid-inner-4", **inner, "tasks": 4, "floor_seconds": 0.005},
+             {"name": "sinusoid-meta", "kind": "meta-step", "protocol": "sinusoid", "tasks": 4, "inner_steps": 5,
+              "seconds": 0.2, "reference_seconds": 0.386, "reference_ratio": 1.93},
+             {"name": "sinusoid-meta-64", "kind": "meta-step", "protocol": "sinusoid", "tasks": 64, "inner_steps": 5,
+              "seconds": 1.6, "reference_per_task_seconds": 0.1, "reference_per_task_ratio": 4.0},
+             {"name": "mnist-inner", "kind": "inner-step", "protocol": "mnist", "tasks": 1, "floor_seconds": 0.01},
+             {"name": "mnist-meta", "kind": "meta-step", "protocol": "mnist", "tasks": 1, "inner_steps": 2,
+              "variant": "2 steps", "seconds": 0.1}]
     add_meta_floors(cases)
-    assert cases[1]["floor_seconds"] == pytest.approx(0.075) and "estimate" in cases[1]["floor_note"]
-    assert "floor_seconds" not in cases[3]  # a shortened --quick variant gets no floor
-    target = next(t for t in evaluate_targets(cases) if t["case"] == "sinusoid-meta")
+    add_floor_multiples(cases)
+    # From the inner case of the nearest number of tasks (FLOPs are linear in tasks: the choice is for rounding).
+    assert cases[2]["floor_seconds"] == pytest.approx(0.075) and "estimate" in cases[2]["floor_note"]
+    assert cases[3]["floor_seconds"] == pytest.approx(3 * 5 * 0.005 / 4 * 64)  # per task x 64 tasks
+    assert cases[3]["floor_multiple"] == pytest.approx(1.6 / cases[3]["floor_seconds"])
+    assert "floor_seconds" not in cases[5]  # a shortened --quick variant gets no floor
+    targets = evaluate_targets(cases)
+    target = next(t for t in targets if t["case"] == "sinusoid-meta" and t["metric"] == "reference_ratio")
     assert target["bound"] == pytest.approx(0.386 / 0.075) and target["attainable"] is True
+    assert target["status"] == "not met"
+    throughput = next(t for t in targets if t["metric"] == "reference_per_task_ratio")
+    assert (throughput["case"], throughput["value"], throughput["target"], throughput["met"]) == ("sinusoid-meta-64", 4.0, ">= 10", False)
 
 
 def test_unknown_case_is_a_clear_error(capsys):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
 
@@ -32,6 +32,16 @@ class Backend:
     """True for the tracing namespace of :mod:`graphflow.autodiff` (no in-place tricks then)."""
     cache_blocking: bool = True
     """Run large learner calls in cache-sized row blocks on CPU threads (not on a GPU)."""
+    kernels: object = field(default=None, compare=False, repr=False)
+    """The learner cells' elementwise chains (:mod:`graphflow.kernels`), chosen once for this
+    backend and dtype: compiled loops (numba) for float32 numpy when installed, else ``xp``'s
+    array operations. ``GRAPHFLOW_KERNELS`` overrides the choice."""
+
+    def __post_init__(self):
+        if self.kernels is None:
+            from graphflow.kernels import choose_kernels
+
+            object.__setattr__(self, "kernels", choose_kernels(self.name, getattr(self.xp, "_xp", self.xp), self.dtype))
 
     def asarray(self, a, dtype=None):
         """An array of this backend, float32 unless told otherwise."""

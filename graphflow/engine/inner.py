@@ -239,11 +239,13 @@ class Engine:
         xp = self.be.xp
         traced = self.be.traced  # under the tape: the cells record one fused stage each
         blocks = self._node_blocks if traced else None
+        kernels = self.be.kernels
         if self.protocol.spec.kind == "stateless":
             if not layout.has_parameter:
                 return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks,
-                                                                         traced)[1:], streams)[0], None
-            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks, traced), streams)
+                                                                         traced, kernels)[1:], streams)[0], None
+            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks, traced,
+                                                                   kernels), streams)
             return upd, msg, None
         carry = state.carries.get(slot.key)
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
@@ -253,7 +255,8 @@ class Engine:
             raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
                              f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
         act = self.protocol.spec.gru_mlp_activation
-        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks, traced),), streams,
+        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks, traced,
+                                                      kernels),), streams,
                             carry)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None

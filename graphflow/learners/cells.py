@@ -44,56 +44,58 @@ def first_layer(xp, streams, kernel, widths):
     return out
 
 
-def stateless_cell(xp, p, streams, widths, blocks=None, traced: bool = False):
+def stateless_cell(xp, p, streams, widths, blocks=None, traced: bool = False, kernels=None):
     """MLPs f and g: 80 -> 40 -> out, ReLU, ReLU, tanh. Returns (f output [..., 1], g output [..., k]).
 
     ``f`` is skipped (None) when the node has no parameter (``p`` has no ``f.*`` entries). Under
     the tape (``traced``: ``xp`` is a differentiating namespace) both MLPs run as one fused stage
     with its own VJP (:func:`stateless_forward`, :func:`stateless_backward`), over blocks of the
-    node axes when ``blocks`` is given.
+    node axes when ``blocks`` is given. ``kernels``: the backend's elementwise chains
+    (:mod:`graphflow.kernels`; default: ``xp``'s array operations).
     """
+    k = _kernels(xp, kernels)
     nets = ("g", "f") if "f.dense0.kernel" in p else ("g",)
     inputs = tuple(streams) + tuple(p[f"{net}.{name}"] for net in nets for name in MLP_PARAMS)
     if not traced:
-        out = stateless_forward(xp, widths, len(nets), *inputs)[0]
+        out = stateless_forward(xp, k, widths, len(nets), *inputs)[0]
     else:
-        out = xp.fused(lambda xp_, *a: stateless_forward(xp_, widths, len(nets), *a),
-                    lambda xp_, a, res, g: stateless_backward(xp_, widths, len(nets), a, res, g), inputs,
-                    blocked=len(streams), blocks=blocks)
-    k = p["g.dense2.kernel"].shape[-1]
-    return (out[..., k:] if len(nets) == 2 else None), out[..., :k]
+        out = xp.fused(lambda xp_, *a: stateless_forward(xp_, k, widths, len(nets), *a),
+                       lambda xp_, a, res, g: stateless_backward(xp_, k, widths, len(nets), a, res, g), inputs,
+                       blocked=len(streams), blocks=blocks)
+    width = p["g.dense2.kernel"].shape[-1]
+    return (out[..., width:] if len(nets) == 2 else None), out[..., :width]
+
+
+def _kernels(xp, kernels):
+    if kernels is not None:
+        return kernels
+    from graphflow.kernels.generic import ArrayKernels
+
+    while hasattr(xp, "_xp"):  # a tracing (or monitoring) namespace: the plain module beneath
+        xp = xp._xp
+    return ArrayKernels(xp)
 
 
 MLP_PARAMS = ("dense0.kernel", "dense0.bias", "dense1.kernel", "dense1.bias", "dense2.kernel", "dense2.bias")
 """The parameters of one stateless MLP (g or f), in the order the fused stage takes them."""
 
 
-def _relu_(xp, a):
-    return xp.maximum(a, 0, out=a)
-
-
-def stateless_forward(xp, widths, nets: int, *inputs):
+def stateless_forward(xp, k, widths, nets: int, *inputs):
     """([g output | f output], residuals) of the stateless learner's MLPs; ``inputs`` = streams,
     then :data:`MLP_PARAMS` of g (and of f)."""
     n = len(widths)
     streams, outs, residuals = inputs[:n], [], []
     for j in range(nets):
         K0, b0, K1, b1, K2, b2 = inputs[n + 6 * j:n + 6 * j + 6]
-        a0 = first_layer(xp, streams, K0, widths)
-        a0 += b0
-        a0 = _relu_(xp, a0)
-        a1 = linear(a0, K1)
-        a1 += b1
-        a1 = _relu_(xp, a1)
-        o = linear(a1, K2)
-        o += b2
-        o = xp.tanh(o, out=o)
+        a0 = k.bias_act_(first_layer(xp, streams, K0, widths), b0, "relu")
+        a1 = k.bias_act_(linear(a0, K1), b1, "relu")
+        o = k.bias_act_(linear(a1, K2), b2, "tanh")
         outs.append(o)
         residuals.append((a0, a1, o))
     return (outs[0] if nets == 1 else xp.concatenate(outs, axis=-1)), residuals
 
 
-def stateless_backward(xp, widths, nets: int, inputs, residuals, g):
+def stateless_backward(xp, k, widths, nets: int, inputs, residuals, g):
     """Gradients of every input of :func:`stateless_forward` given the output cotangent ``g``."""
     n = len(widths)
     streams = inputs[:n]
@@ -102,14 +104,10 @@ def stateless_backward(xp, widths, nets: int, inputs, residuals, g):
         K0, b0, K1, b1, K2, b2 = inputs[n + 6 * j:n + 6 * j + 6]
         a0, a1, o = residuals[j]
         width = o.shape[-1]
-        d2 = o * o                              # through tanh
-        xp.subtract(1.0, d2, out=d2)
-        d2 *= g[..., col:col + width]
+        d2 = k.tanh_grad(o, g[..., col:col + width])
         col += width
-        d1 = linear(d2, K2.T)
-        d1 *= a1 > 0                             # through relu
-        d0 = linear(d1, K1.T)
-        d0 *= a0 > 0
+        d1 = k.times_act_grad_(linear(d2, K2.T), a1, "relu")
+        d0 = k.times_act_grad_(linear(d1, K1.T), a0, "relu")
         ds, dK0 = first_layer_backward(xp, streams, K0, widths, d0)
         dstreams = ds if dstreams is None else [a + b for a, b in zip(dstreams, ds)]
         colsum = _colsum(xp, _rows(d0).shape[0], d0.dtype)
@@ -117,7 +115,8 @@ def stateless_backward(xp, widths, nets: int, inputs, residuals, g):
     return tuple(dstreams) + tuple(dparams)
 
 
-def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks=None, traced: bool = False):
+def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks=None, traced: bool = False,
+             kernels=None):
     """The GRU-like cell of MPLP_SPEC.md; returns the new carry.
 
     u = sigmoid(x Wux + c Wuc + bu), r = sigmoid(x Wrx + c Wrc + br),
@@ -126,30 +125,31 @@ def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks
     by stream (:func:`first_layer` with their kernels side by side). Under the tape (``traced``)
     the whole cell runs as one fused stage with its own VJP (:func:`gru_forward`,
     :func:`gru_backward`), over blocks of the node axis when ``blocks`` is given (see ``fused`` in
-    :mod:`graphflow.autodiff.tape`).
+    :mod:`graphflow.autodiff.tape`). ``kernels``: the backend's elementwise chains.
     """
+    k = _kernels(xp, kernels)
     kernel = xp.concatenate([p["gru.W_update_x"], p["gru.W_reset_x"], p["gru.next_x_net.dense0.kernel"]], axis=1)
     inputs = tuple(streams) + (carry, kernel) + tuple(p[name] for name in GRU_CORE_PARAMS)
     if not traced:
-        return gru_forward(xp, mlp_activation, widths, *inputs)[0]
-    return xp.fused(lambda xp_, *a: gru_forward(xp_, mlp_activation, widths, *a),
-                    lambda xp_, a, res, g: gru_backward(xp_, mlp_activation, widths, a, res, g), inputs,
+        return gru_forward(xp, k, mlp_activation, widths, *inputs)[0]
+    return xp.fused(lambda xp_, *a: gru_forward(xp_, k, mlp_activation, widths, *a),
+                    lambda xp_, a, res, g: gru_backward(xp_, k, mlp_activation, widths, a, res, g), inputs,
                     blocked=len(streams) + 1, blocks=blocks)
 
 
-def gru_forward(xp, mlp_activation, widths, *inputs):
+def gru_forward(xp, k, mlp_activation, widths, *inputs):
     """(new carry, residuals) of the whole cell; ``inputs`` = streams, carry, first-layer kernel,
     then the core's parameters (:data:`GRU_CORE_PARAMS`)."""
     n = len(widths)
     xa = first_layer(xp, inputs[:n], inputs[n + 1], widths)
-    return gru_core_forward(xp, mlp_activation, xa, inputs[n], *inputs[n + 2:])
+    return gru_core_forward(xp, k, mlp_activation, xa, inputs[n], *inputs[n + 2:])
 
 
-def gru_backward(xp, mlp_activation, widths, inputs, residuals, g):
+def gru_backward(xp, k, mlp_activation, widths, inputs, residuals, g):
     """Gradients of every input of :func:`gru_forward` (each stream at its own broadcast shape)."""
     n = len(widths)
     streams, kernel = inputs[:n], inputs[n + 1]
-    dxa, dc, *dcore = gru_core_backward(xp, mlp_activation, (None,) + tuple(inputs[n:n + 1]) + tuple(inputs[n + 2:]),
+    dxa, dc, *dcore = gru_core_backward(xp, k, mlp_activation, (None,) + tuple(inputs[n:n + 1]) + tuple(inputs[n + 2:]),
                                         residuals, g)
     dstreams, dkernel = first_layer_backward(xp, streams, kernel, widths, dxa)
     return tuple(dstreams) + (dc, dkernel) + tuple(dcore)
@@ -194,66 +194,25 @@ GRU_CORE_PARAMS = (
 )
 
 
-def _times_act_grad(xp, mlp_activation: str, d, h):
-    """``d *= act'(pre-activation)`` in place, from the activation's output ``h``."""
-    if mlp_activation == "tanh":  # d * (1 - h^2) = d - (d h) h
-        t = d * h
-        t *= h
-        d -= t
-    else:
-        d *= h > 0
-    return d
-
-
-def _act_(xp, mlp_activation: str, a):
-    """The MLP activation in place."""
-    return xp.tanh(a, out=a) if mlp_activation == "tanh" else xp.maximum(a, 0, out=a)
-
-
-def _sigmoid_(xp, a):
-    """The logistic function in its overflow-free tanh form, 0.5 + 0.5 tanh(a / 2), in place."""
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
-    return a
-
-
 # The core runs on plain arrays only (a differentiating namespace calls it inside its fused stage),
 # so it works in place on its own temporaries: fewer passes over memory and fewer allocations.
 
-def gru_core_forward(xp, mlp_activation, xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x,
+def gru_core_forward(xp, k, mlp_activation, xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x,
                      K0c, b0c, K1c, b1c, K2c):
-    """``xa`` holds x's terms of the update gate, the reset gate and MLPx's first layer side by side."""
-    width = c.shape[-1]
-    xu, xr, xh = xa[..., :width], xa[..., width:2 * width], xa[..., 2 * width:]
-    u = linear(c, Wuc)
-    u += xu
-    u += bu
-    u = _sigmoid_(xp, u)
-    r = linear(c, Wrc)
-    r += xr
-    r += br
-    r = _sigmoid_(xp, r)
-    h1 = _act_(xp, mlp_activation, xh + b0x)
-    h2 = linear(h1, K1x)
-    h2 += b1x
-    h2 = _act_(xp, mlp_activation, h2)
+    """``xa`` holds x's terms of the update gate, the reset gate and MLPx's first layer side by side;
+    ``k`` supplies the elementwise chains (:mod:`graphflow.kernels`)."""
+    width = c.shape[-1]  # xa's columns: update gate, reset gate (width each), then MLPx's first layer
+    u = k.gate_(linear(c, Wuc), xa, 0, bu)
+    r = k.gate_(linear(c, Wrc), xa, width, br)
+    h1 = k.add_bias_act(xa, 2 * width, b0x, mlp_activation)
+    h2 = k.bias_act_(linear(h1, K1x), b1x, mlp_activation)
     rc = r * c
-    g1 = linear(rc, K0c)
-    g1 += b0c
-    g1 = _act_(xp, mlp_activation, g1)
-    g2 = linear(g1, K1c)
-    g2 += b1c
-    g2 = _act_(xp, mlp_activation, g2)
+    g1 = k.bias_act_(linear(rc, K0c), b0c, mlp_activation)
+    g2 = k.bias_act_(linear(g1, K1c), b1c, mlp_activation)
     n = linear(h2, K2x)
     n += linear(g2, K2c)
-    n += bn
-    n = xp.tanh(n, out=n)
-    out = c - n  # u c + (1 - u) n = n + u (c - n)
-    out *= u
-    out += n
-    return out, (u, r, h1, h2, rc, g1, g2, n)
+    n = k.bias_act_(n, bn, "tanh")
+    return k.blend(c, n, u), (u, r, h1, h2, rc, g1, g2, n)
 
 
 def _rows(a):
@@ -267,35 +226,22 @@ def _colsum(xp, rows: int, dtype):
     return lambda a: ones @ _rows(a)
 
 
-def gru_core_backward(xp, mlp_activation, inputs, residuals, g):
+def gru_core_backward(xp, k, mlp_activation, inputs, residuals, g):
     """Gradients of every input of :func:`gru_core_forward` given the output cotangent ``g``."""
     xa, c, Wuc, bu, Wrc, br, bn, b0x, K1x, b1x, K2x, K0c, b0c, K1c, b1c, K2c = inputs
     u, r, h1, h2, rc, g1, g2, n = residuals
     c_rows = _rows(c)
-    one_minus_u = 1.0 - u
-    du = c - n                                 # through the update gate's sigmoid
-    du *= g
-    du *= u
-    du *= one_minus_u
-    dn = n * n                                 # through tanh of the candidate
-    xp.subtract(1.0, dn, out=dn)
-    dn *= g
-    dn *= one_minus_u
-    dc = g * u
+    du, dn, dc = k.gru_out_grads(g, c, n, u)   # through the blend, the update gate and the candidate's tanh
     gK2x = _rows(h2).T @ _rows(dn)
-    dh2 = _times_act_grad(xp, mlp_activation, linear(dn, K2x.T), h2)
+    dh2 = k.times_act_grad_(linear(dn, K2x.T), h2, mlp_activation)
     gK1x = _rows(h1).T @ _rows(dh2)
-    dh1 = _times_act_grad(xp, mlp_activation, linear(dh2, K1x.T), h1)
+    dh1 = k.times_act_grad_(linear(dh2, K1x.T), h1, mlp_activation)
     gK2c = _rows(g2).T @ _rows(dn)
-    dg2 = _times_act_grad(xp, mlp_activation, linear(dn, K2c.T), g2)
+    dg2 = k.times_act_grad_(linear(dn, K2c.T), g2, mlp_activation)
     gK1c = _rows(g1).T @ _rows(dg2)
-    dg1 = _times_act_grad(xp, mlp_activation, linear(dg2, K1c.T), g1)
+    dg1 = k.times_act_grad_(linear(dg2, K1c.T), g1, mlp_activation)
     gK0c = _rows(rc).T @ _rows(dg1)
-    drc = linear(dg1, K0c.T)
-    dr = drc * c                               # through the reset gate's sigmoid
-    dr *= r
-    dr *= 1.0 - r
-    drc *= r
+    dr, drc = k.reset_grads_(linear(dg1, K0c.T), c, r)  # through the reset gate
     dc += drc
     dc += linear(du, Wuc.T)
     dc += linear(dr, Wrc.T)

@@ -41,10 +41,13 @@ from graphflow.dsl import (
     stack,
 )
 
+from graphflow.backend import keep_freed_memory
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation", "CrossEntropy", "Dense", "ExperimentSpec", "FreeForm", "FreeFormSpec", "Graph",
     "GraphError", "GraphSpec", "Identity", "L1Loss", "L2Loss", "LearnerSpec", "Loss", "ReLU",
-    "Sigmoid", "Softmax", "SpecError", "StackSpec", "Step", "Tanh", "build", "load_spec", "stack",
+    "Sigmoid", "Softmax", "SpecError", "StackSpec", "Step", "Tanh", "build", "keep_freed_memory", "load_spec",
+    "stack",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import ModuleType
 
@@ -57,15 +57,22 @@ class Backend:
     def segment_sum(self, values, segment_ids, num_segments: int, axis: int = -1):
         """Sum ``values`` along ``axis`` into ``num_segments`` bins given by ``segment_ids``.
 
-        One ``bincount`` over all leading rows at once (O(size), numpy and CuPy alike); a traced
-        namespace (meta-gradients) uses a matmul with a one-hot matrix instead, which it can
-        differentiate.
+        One ``bincount`` over all leading rows at once (O(size), numpy and CuPy alike). Under the
+        tape it is one recorded stage: the same sum forward, and backward a gather of the
+        cotangent at each value's segment (never an [E, segments] one-hot matrix).
         """
+        if self.traced:
+            plain = replace(self, xp=self.xp._xp, traced=False)
+
+            def forward(xp, v):
+                return plain.segment_sum(v, segment_ids, num_segments, axis), None
+
+            def backward(xp, inputs, residuals, g):
+                return (xp.take(g, segment_ids, axis=axis),)
+
+            return self.xp.fused(forward, backward, (values,))
         xp = self.xp
         moved = xp.moveaxis(values, axis, -1)
-        if self.traced:
-            onehot = (segment_ids[:, None] == xp.arange(num_segments)[None, :]).astype(values.dtype)
-            return xp.moveaxis(moved @ onehot, -1, axis)
         lead = moved.shape[:-1]
         rows = int(np.prod(lead))
         ids = (xp.arange(rows)[:, None] * num_segments + segment_ids[None, :]).reshape(-1)
@@ -98,15 +105,15 @@ class Backend:
             return {"device": "gpu", "gpu": f"unavailable ({err})"}
 
     def compute(self):
-        """The context engine work runs in: on CPU, BLAS on one thread.
+        """The context engine work runs in: on CPU, BLAS on one thread for the body only.
 
         The engine's matrix products are many and mid-sized; OpenBLAS's own threads spin and
         contend on them (measured 10x slower on a busy 2-core machine), while graphflow
-        parallelizes large learner calls itself (``Engine(threads=...)``). The first call also
-        keeps freed memory in the process (:func:`keep_freed_memory`).
+        parallelizes large learner calls itself (``Engine(threads=...)``). Process-wide settings
+        are left alone: keeping freed memory (:func:`keep_freed_memory`) is the command line's
+        choice, or the user's, with one call.
         """
         if self.cache_blocking:
-            keep_freed_memory()
             return blas_threads(1)
         return contextlib.nullcontext()
 
@@ -189,63 +196,33 @@ def block_part(a, block: Block):
 
 
 # ------------------------------------------------------------------------------------------------
-# BLAS threads. numpy's wheels ship OpenBLAS, which runs its own threads inside every matmul; when
-# graphflow splits work over its own threads, BLAS must run on one, or the two kinds of threads
-# fight over the cores. The library is found among the loaded ones and told through ctypes.
-
-_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-            "openblas_set_num_threads")
-_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
-            "openblas_get_num_threads")
-
-
-@lru_cache(maxsize=1)
-def _openblas():
-    """(set, get) of the loaded OpenBLAS, or None when numpy uses another BLAS."""
-    np.ones((2, 2)) @ np.ones((2, 2))  # make sure the BLAS is loaded
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f
-                            if "openblas" in os.path.basename(line.split()[-1]).lower() and ".so" in line.split()[-1]})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        setter = next((getattr(lib, n) for n in _SETTERS if hasattr(lib, n)), None)
-        getter = next((getattr(lib, n) for n in _GETTERS if hasattr(lib, n)), None)
-        if setter is not None and getter is not None:
-            getter.restype = ctypes.c_int
-            return setter, getter
-    return None
+# BLAS threads. numpy's BLAS (OpenBLAS in the wheels; MKL or BLIS in other builds) runs its own
+# threads inside every matmul; when graphflow splits work over its own threads, BLAS must run on
+# one, or the two kinds of threads fight over the cores. threadpoolctl knows every BLAS and sets
+# the limit for the body of a ``with`` only, so the user's own setting comes back afterwards.
 
 
 def get_blas_threads() -> int | None:
-    """The BLAS thread count, or None when it cannot be read."""
-    found = _openblas()
-    return int(found[1]()) if found else None
+    """The BLAS thread count (the largest over the BLAS libraries loaded), or None when none is found."""
+    import numpy  # noqa: F401  (the BLAS is loaded with numpy)
+    from threadpoolctl import threadpool_info
+
+    counts = [int(info["num_threads"]) for info in threadpool_info() if info.get("user_api") == "blas"]
+    return max(counts) if counts else None
 
 
 @contextlib.contextmanager
 def blas_threads(n: int):
-    """Run the body with BLAS on ``n`` threads (a no-op when the BLAS cannot be told).
+    """Run the body with BLAS on ``n`` threads, whichever BLAS numpy uses (threadpoolctl).
 
     >>> with blas_threads(1):
-    ...     pass
+    ...     get_blas_threads()
+    1
     """
-    found = _openblas()
-    if found is None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(n), user_api="blas"):
         yield
-        return
-    setter, getter = found
-    before = int(getter())
-    setter(int(n))
-    try:
-        yield
-    finally:
-        setter(before)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,7 +230,9 @@ def blas_threads(n: int):
 # call; a meta-step's tape holds gigabytes). By default glibc gives freed memory above 128 KiB back
 # to the kernel, and the next step page-faults it in again: 6 MNIST meta-steps took 862,000 page
 # faults with glibc's settings and 406,000 with these, 1.77 s and 1.55 s per meta-step
-# (docs/performance.md, "What each change gave").
+# (docs/performance.md, "What each change gave"). The setting is the process's, not the library's:
+# the ``graphflow`` command turns it on; a program that uses graphflow as a library calls
+# ``graphflow.keep_freed_memory()`` once if it wants the same.
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 MALLOC_SETTINGS = {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30, "top_pad": 64 << 20}

@@ -9,11 +9,12 @@ import sys
 import pytest
 
 SCRIPT = """
-import ctypes, json, numpy as np
+import ctypes, json, sys, numpy as np
+import graphflow as gf
 from graphflow.backend import keep_freed_memory, get_backend
 with get_backend("numpy").compute():
     pass
-done = keep_freed_memory()
+done = keep_freed_memory() if sys.argv[1] == "opt-in" else None
 # Probe: a freed 8 MiB array comes back at the same address only when glibc keeps
 # it in the heap (above the default 128 KiB mmap threshold it is unmapped and mapped anew).
 a = np.empty(2 << 20, np.float32); addr = a.ctypes.data; del a
@@ -22,18 +23,42 @@ print(json.dumps({"done": done, "heap": b.ctypes.data == addr}))
 """
 
 
-def _run(env_extra: dict) -> dict:
+def _run(env_extra: dict, mode: str = "opt-in") -> dict:
     import json
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GRAPHFLOW_MALLOC"}
     env.update(env_extra)
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
-def test_engine_work_keeps_freed_memory_unless_told_not_to():
+def test_keeping_freed_memory_is_one_call_and_never_a_side_effect():
+    assert _run({}, "library") == {"done": None, "heap": False}  # engine work alone leaves malloc as it is
     kept = _run({})
     assert kept == {"done": True, "heap": True}
     assert _run({"GRAPHFLOW_MALLOC": "system"})["done"] is False
     assert _run({"MALLOC_TRIM_THRESHOLD_": "131072"})["done"] is False  # the user's own glibc tuning wins
+
+
+def test_blas_threads_holds_blas_at_n_for_the_body_only():
+    from threadpoolctl import threadpool_limits
+
+    from graphflow.backend import blas_threads, get_backend, get_blas_threads
+
+    if get_blas_threads() is None:
+        pytest.skip("numpy's BLAS is not one threadpoolctl knows")
+    with threadpool_limits(limits=2, user_api="blas"):  # the user's own setting
+        with get_backend("numpy").compute():
+            assert get_blas_threads() == 1
+        with blas_threads(1):
+            assert get_blas_threads() == 1
+        assert get_blas_threads() == 2
+
+
+def test_the_command_line_keeps_freed_memory():
+    code = ("import sys; import graphflow.backend as b; from graphflow.cli import main; main(['--help']); "
+            "print('kept' if b.keep_freed_memory.cache_info().currsize else 'not kept', file=sys.stderr)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GRAPHFLOW_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stderr.strip().splitlines()[-1] == "kept"

@@ -85,6 +85,12 @@ def format_table(report: dict) -> str:
                  _bytes(c["peak_bytes_recompute"]) if c["peak_bytes_recompute"] is not None else c.get("recompute_note", "n/a")]
                 for c in memory]
         out += [""] + _rows(["meta-step peak memory", "tasks x steps", "stored", "recomputed"], rows)
+    checks = [c for c in cases if c["kind"] == "memory-check"]
+    if checks:
+        rows = [[c["name"], _bytes(c["peak_bytes"]),
+                 f"one-hot alone: {_bytes(c['one_hot_bytes'])}" if "one_hot_bytes" in c
+                 else f"unrecorded: {_bytes(c['peak_bytes_unrecorded'])}", c["what"]] for c in checks]
+        out += [""] + _rows(["memory check", "peak", "compare with", "what"], rows)
     for c in cases:
         if c["kind"] != "scaling":
             continue

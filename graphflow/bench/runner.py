@@ -591,6 +591,11 @@ def run_benchmarks(cases: list[str] | None = None, quick: bool = False, backend:
         elif group == "memory":
             for protocol in (("sinusoid",) if quick else ("sinusoid", "mnist")):
                 results.append(_memory_case(f"{protocol}-meta-memory", W.WORKLOADS[protocol], settings, progress))
+            from graphflow.bench.memory import record_case, segment_sum_case
+
+            _say(progress, "memory: a traced sparse segment sum; recording one node")
+            results.append(segment_sum_case(edges=8_000, segments=40) if quick else segment_sum_case())
+            results.append(record_case(backend))
         elif group == "scaling":
             results.append(_scaling_case(settings, progress, plot))
     try:

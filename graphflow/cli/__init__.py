@@ -41,6 +41,9 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    from graphflow.backend import keep_freed_memory
+
+    keep_freed_memory()  # the process is ours: keep freed memory for reuse (graphflow.backend)
     _register()
     try:
         result = app(args=argv, prog_name="graphflow", standalone_mode=False)

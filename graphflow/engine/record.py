@@ -72,12 +72,18 @@ class Recorder(EngineHooks):
         return part in self.parts
 
     def _take(self, engine, part: str, a, lead: tuple[int, ...]):
-        """Values of the selected nodes: ``a`` broadcasts to [*lead, *nodes, width]."""
+        """Values of the selected nodes, [*lead, nodes, width]: ``a`` broadcasts to
+        [*lead, *node axes, width]. The selected nodes are picked first (index 0 along the node
+        axes ``a`` is broadcast over), then broadcast: never the whole layer's broadcast."""
         idx = self.parts[part]
         node_shape = self._node_shape(part)
-        full = engine.be.xp.broadcast_to(a, lead + node_shape + a.shape[-1:])
-        flat = full.reshape(lead + (int(np.prod(node_shape)),) + a.shape[-1:])
-        return engine.be.to_numpy(flat[..., idx, :])
+        nd = len(node_shape)
+        a = a.reshape((1,) * (len(lead) + nd + 1 - a.ndim) + tuple(a.shape))
+        per_axis = np.unravel_index(idx, node_shape)
+        index = tuple(engine.be.index(per_axis[d] if a.shape[len(lead) + d] != 1 else np.zeros_like(per_axis[d]))
+                      for d in range(nd))
+        picked = a[(slice(None),) * len(lead) + index]
+        return engine.be.to_numpy(engine.be.xp.broadcast_to(picked, lead + (len(idx),) + a.shape[-1:]))
 
     def _node_shape(self, part: str) -> tuple[int, ...]:
         block, label = part.split("/")

@@ -166,3 +166,14 @@ def test_benchmarks_script_runs_the_same_command(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "build-784-1000-1000-10" in done.stdout
     assert [c["kind"] for c in json.loads(out.read_text())["cases"]] == ["build"] * 4
+
+
+def test_memory_checks_show_no_one_hot_and_no_layer_broadcast():
+    """The traced sparse sum keeps no [E, segments] one-hot; recording one node costs no more
+    than recording nothing (its node is picked before broadcasting)."""
+    from graphflow.bench.memory import record_case, segment_sum_case
+
+    seg = segment_sum_case(edges=20_000, segments=200)
+    assert seg["peak_bytes"] < seg["one_hot_bytes"] / 4
+    rec = record_case()
+    assert rec["peak_bytes"] <= 1.05 * rec["peak_bytes_unrecorded"] + (1 << 20)

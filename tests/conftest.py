@@ -49,3 +49,30 @@ def available_backends() -> list[str]:
 def backend(request) -> str:
     """Runs a test body on every available backend (the same body, compared with the same oracle)."""
     return request.param
+
+
+DEVICE_BACKEND_ENV = "GRAPHFLOW_TEST_BACKEND"
+"""Which backend the ``device_backend`` fixture registers as "numpy": ``numpy-device`` (the default,
+:mod:`graphflow.testing.device`'s stand-in) or ``cupy`` (the real one, on a machine with a GPU)."""
+
+
+@pytest.fixture
+def device_backend(monkeypatch):
+    """Every backend asked for as "numpy" (Engine, MetaGradient, Trainer, evaluation, inspection)
+    is, for this test, one whose arrays live on a device: the stand-in whose arrays refuse implicit
+    conversion to numpy as CuPy's do, or CuPy itself with ``GRAPHFLOW_TEST_BACKEND=cupy``.
+    Returns that backend (float32)."""
+    import numpy as np
+
+    from graphflow import backend
+
+    choice = os.environ.get(DEVICE_BACKEND_ENV, "numpy-device")
+    if choice == "numpy-device":
+        from graphflow.testing.device import numpy_device_backend as factory
+    elif choice == "cupy":
+        factory = backend.BACKENDS["cupy"]
+    else:
+        pytest.fail(f"{DEVICE_BACKEND_ENV}={choice!r}: use 'numpy-device' or 'cupy'")
+    be = factory(np.float32)  # with cupy chosen and no CuPy or GPU: an error, not a skip
+    monkeypatch.setitem(backend.BACKENDS, "numpy", factory)
+    return be

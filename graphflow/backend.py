@@ -38,10 +38,13 @@ class Backend:
     array operations. ``GRAPHFLOW_KERNELS`` overrides the choice."""
 
     def __post_init__(self):
-        if self.kernels is None:
+        plain = self.xp
+        while hasattr(plain, "_xp"):  # a tracing (or monitoring) namespace: the module beneath
+            plain = plain._xp
+        if self.kernels is None or getattr(self.kernels, "xp", plain) is not plain:  # none yet, or made for another module
             from graphflow.kernels import choose_kernels
 
-            object.__setattr__(self, "kernels", choose_kernels(self.name, getattr(self.xp, "_xp", self.xp), self.dtype))
+            object.__setattr__(self, "kernels", choose_kernels(self.name, plain, self.dtype))
 
     def asarray(self, a, dtype=None):
         """An array of this backend, float32 unless told otherwise."""
@@ -81,12 +84,12 @@ class Backend:
 
     def index_add(self, target, index, values) -> None:
         """``target[index] += values`` in place, accumulating repeated indices."""
-        if self.name == "numpy":
-            np.add.at(target, index, values)
-        else:
+        if self.name == "cupy":
             import cupyx
 
             cupyx.scatter_add(target, index, values)
+        else:
+            self.xp.add.at(target, index, values)
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU)."""
@@ -118,7 +121,7 @@ class Backend:
         return contextlib.nullcontext()
 
     def with_dtype(self, dtype) -> "Backend":
-        return Backend(self.name, self.xp, dtype, self.traced, self.cache_blocking)
+        return replace(self, dtype=dtype, kernels=None)
 
 
 def _numpy_backend(dtype) -> Backend:

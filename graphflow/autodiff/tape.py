@@ -359,14 +359,7 @@ def _make_namespace(xp):
         parameters' gradients are summed.
         """
         values = tuple(_val(a) for a in inputs)
-        shape = np.broadcast_shapes(*(tuple(v.shape[:-1]) for v in values[:blocked])) if blocked else ()
-        if blocks is None or len(shape) < 3 or any(v.ndim != len(shape) + 1 for v in values[:blocked]):
-            out, residuals = forward(xp, *values)
-
-            def backward_all(g):
-                return backward(xp, values, residuals, g)
-        else:
-            out, backward_all = _node_blocked(xp, forward, backward, values, blocked, blocks, shape)
+        out, backward_all = fused_call(xp, forward, backward, values, blocked, blocks)
         traced = [k for k, a in enumerate(inputs) if isinstance(a, Var)]
         if not traced:
             return out
@@ -396,6 +389,20 @@ def _make_namespace(xp):
     overrides = dict(fused=fused, tanh=tanh, exp=exp, log=log, abs=abs_, maximum=maximum, clip=clip, sum=sum_, max=max_,
                      broadcast_to=broadcast_to, where=where, moveaxis=moveaxis, concatenate=concatenate, stack=stack)
     return _Namespace(xp, overrides)
+
+
+def fused_call(xp, forward, backward, values: tuple, blocked: int = 0, blocks=None):
+    """Run a fused stage's ``forward`` on plain ``values`` (block by block when ``blocks`` is given
+    and the blocked inputs allow it, see ``fused``): (output, cotangent -> gradients of all values)."""
+    shape = np.broadcast_shapes(*(tuple(v.shape[:-1]) for v in values[:blocked])) if blocked else ()
+    if blocks is None or len(shape) < 3 or any(v.ndim != len(shape) + 1 for v in values[:blocked]):
+        out, residuals = forward(xp, *values)
+
+        def backward_all(g):
+            return backward(xp, values, residuals, g)
+
+        return out, backward_all
+    return _node_blocked(xp, forward, backward, values, blocked, blocks, shape)
 
 
 def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape):
@@ -436,6 +443,61 @@ def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape):
         return joined
 
     return out, backward_all
+
+
+class _Cotangents(dict):
+    """The cotangents that reached the outputs of one recorded stage, by output position
+    (what :func:`record_stage`'s joint node accumulates; ``+`` merges, summing shared positions)."""
+
+    def __add__(self, other):
+        out = _Cotangents(self)
+        for k, g in other.items():
+            out[k] = g if k not in out else out[k] + g
+        return out
+
+
+def record_stage(inputs: list, outputs: list, vjp) -> list:
+    """One tape entry for a stage with several inputs and outputs, computed outside the tape.
+
+    ``inputs`` are the stage's operands (:class:`Var` or plain arrays), ``outputs`` the plain
+    arrays it produced from their values. ``vjp(cotangents)`` takes one cotangent per output
+    (None where none arrived) and returns one gradient per input (None where there is none).
+    Returns the outputs, as Vars when any input is one. The backward pass calls ``vjp`` once,
+    after every consumer of every output has handed back its cotangent.
+
+    >>> import numpy as np
+    >>> from graphflow.backend import get_backend
+    >>> be = traced_backend(get_backend("numpy", np.float64))
+    >>> with Tape(be) as tape:
+    ...     a = tape.var(np.array([1.0, 2.0]))
+    ...     s, d = record_stage([a, 3.0], [a.value + 3.0, a.value - 3.0], lambda g: [g[0] + g[1], None])
+    ...     y = (s * d).sum()
+    >>> grad(tape, y, [a])[0].tolist()  # d/da (a + 3)(a - 3) = 2a
+    [2.0, 4.0]
+    """
+    traced = [k for k, a in enumerate(inputs) if isinstance(a, Var)]
+    if not traced:
+        return list(outputs)
+    shapes = [_shape(_val(a)) for a in inputs]
+    cache: dict = {}
+
+    def pull(k):
+        def back(got):
+            if cache.get("got") is not got:
+                cotangents = [got.get(j) for j in range(len(outputs))]
+                cache.update(got=got, grads=vjp(cotangents), left=len(traced))
+            g = cache["grads"][k]
+            cache["left"] -= 1
+            if cache["left"] == 0:
+                cache.clear()
+            if g is None:
+                return _zeros_like(_val(inputs[k]))
+            return unbroadcast(g, shapes[k])
+
+        return back
+
+    joint = Var(None, tuple((inputs[k], pull(k)) for k in traced))
+    return [Var(out, ((joint, lambda g, j=j: _Cotangents({j: g})),)) for j, out in enumerate(outputs)]
 
 
 class _Namespace:

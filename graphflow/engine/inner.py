@@ -10,6 +10,7 @@ so that the same code runs on numpy and CuPy.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +31,25 @@ def default_threads() -> int:
     """The engine's threads unless told: the cores, at most 2 (the machine kind the blocking was
     tuned on; more threads on a memory-bound step are unmeasured)."""
     return min(2, os.cpu_count() or 1)
+
+
+class _Capturing:
+    """An array module whose ``fused`` runs the stage on plain arrays and keeps its backward pass
+    in ``captured`` (see :meth:`Engine.call_learner`); everything else is the module's."""
+
+    def __init__(self, xp, captured: list):
+        self._xp = xp
+        self.captured = captured
+
+    def fused(self, forward, backward, inputs, blocked: int = 0, blocks=None):
+        from graphflow.autodiff.tape import fused_call
+
+        out, backward_all = fused_call(self._xp, forward, backward, tuple(inputs), blocked, blocks)
+        self.captured.append(backward_all)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
 
 
 @dataclass
@@ -128,6 +148,26 @@ class Engine:
         self.protocol = protocol
         self.learner_params = {g: {n: self.be.asarray(a) for n, a in p.items()} for g, p in protocol.learners.items()}
         self.norm_params = {g: {n: self.be.asarray(a) for n, a in p.items()} for g, p in protocol.norms.items()}
+
+    def untraced(self) -> "Engine":
+        """This engine on the plain backend, with the plain values of its protocol's arrays: what
+        a stage recorded as a whole runs on (:mod:`graphflow.engine.stages`). Itself when not traced."""
+        if not self.be.traced:
+            return self
+        from dataclasses import replace
+
+        from graphflow.autodiff import Var
+
+        def value(a):
+            return a.value if isinstance(a, Var) else a
+
+        if self.threads > 1:
+            self._pool()  # one pool, shared with the twin
+        twin = copy.copy(self)
+        twin.be = replace(self.be, traced=False)  # the same array module: on plain arrays it records nothing
+        twin.learner_params = {g: {n: value(a) for n, a in p.items()} for g, p in self.learner_params.items()}
+        twin.norm_params = {g: {n: value(a) for n, a in p.items()} for g, p in self.norm_params.items()}
+        return twin
 
     # ------------------------------------------------------------------ network state
     def init_network(self, rng: np.random.Generator, tasks: int = 1, init_std: float | None = None) -> NetState:
@@ -231,21 +271,25 @@ class Engine:
                 raw = [incoming[:, :, self.edge_index[w.name][1]], wstate[..., None], xstate[..., None]]
         return raw, [(v + shift[k]) * scale[k] for k, v in enumerate(raw)]
 
-    def call_learner(self, slot, streams, state: NetState, new_carries: dict):
+    def call_learner(self, slot, streams, state: NetState, new_carries: dict, capture: list | None = None):
         """One learner call for all nodes of ``slot``: (raw update or None, outgoing message, new
-        carry or None); a stateful learner's new carry is also put in ``new_carries``."""
+        carry or None); a stateful learner's new carry is also put in ``new_carries``.
+
+        ``capture``: a list that receives the cell's backward pass (cotangent of the cell's output
+        -> gradients of its fused inputs, :func:`graphflow.autodiff.tape.fused_call`), for a stage
+        recorded as a whole (:mod:`graphflow.engine.stages`)."""
         layout = self.layouts[slot.key]
         p = self.learner_params[slot.group]
-        xp = self.be.xp
-        traced = self.be.traced  # under the tape: the cells record one fused stage each
-        blocks = self._node_blocks if traced else None
+        whole = self.be.traced or capture is not None  # the cell runs as one fused stage (blocking inside)
+        xp = self.be.xp if capture is None else _Capturing(self.be.xp, capture)
+        blocks = self._node_blocks if whole else None
         kernels = self.be.kernels
         if self.protocol.spec.kind == "stateless":
             if not layout.has_parameter:
                 return None, self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks,
-                                                                         traced, kernels)[1:], streams)[0], None
-            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks, traced,
-                                                                   kernels), streams)
+                                                                         whole, kernels)[1:], streams, whole=whole)[0], None
+            upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks, whole,
+                                                                   kernels), streams, whole=whole)
             return upd, msg, None
         carry = state.carries.get(slot.key)
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
@@ -255,23 +299,22 @@ class Engine:
             raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
                              f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
         act = self.protocol.spec.gru_mlp_activation
-        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks, traced,
-                                                      kernels),), streams,
-                            carry)[0]
+        new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks, whole,
+                                                      kernels),), streams, carry, whole=whole)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None
         return upd, new[..., new.shape[-1] - layout.message:], new
 
-    def _blocked(self, fn, streams, carry=None):
+    def _blocked(self, fn, streams, carry=None, whole: bool = False):
         """``fn(streams, carry)`` over blocks of the node axes, on the engine's threads.
 
         Large learner calls (the weight nodes of a big layer) touch arrays far larger than the
         caches; running them in blocks of a few thousand rows keeps every intermediate in cache,
-        and numpy releases the GIL, so blocks run in parallel. Traced runs (meta-gradients) call
-        ``fn`` in one piece; their fused stages do the blocking themselves (:meth:`_node_blocks`).
+        and numpy releases the GIL, so blocks run in parallel. With ``whole`` (meta-gradients) ``fn``
+        runs in one piece; its fused stage does the blocking itself (:meth:`_node_blocks`).
         """
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams])
-        if self.be.traced:
+        if whole:
             return fn(streams, carry)
         # Each block writes its outputs straight into arrays allocated once (by the first block to
         # finish): no concatenation afterwards.

@@ -52,11 +52,19 @@ block holds neuron and bias nodes."""
 
 
 ACTIVATIONS: dict[str, Callable] = {}
+ACTIVATION_GRADS: dict[str, Callable] = {}
+"""Activation name -> ``slope(xp, z, a) -> da/dz`` (the activation stage's VJP reads it; an
+activation registered without one is differentiated operation by operation)."""
 
 
-def register_activation(name: str, fn: Callable) -> None:
-    """Register ``fn(xp, z) -> a`` as the activation ``name``."""
+def register_activation(name: str, fn: Callable, slope: Callable | None = None) -> None:
+    """Register ``fn(xp, z) -> a`` as the activation ``name``, with its derivative
+    ``slope(xp, z, a) -> da/dz`` when known."""
     ACTIVATIONS[name] = fn
+    if slope is not None:
+        ACTIVATION_GRADS[name] = slope
+    else:
+        ACTIVATION_GRADS.pop(name, None)
 
 
 def _sigmoid(xp, z):
@@ -64,11 +72,12 @@ def _sigmoid(xp, z):
     return 0.5 + 0.5 * xp.tanh(0.5 * z)
 
 
-register_activation("relu", lambda xp, z: xp.maximum(z, 0))
-register_activation("sigmoid", _sigmoid)
-register_activation("tanh", lambda xp, z: xp.tanh(z))
-register_activation("step", lambda xp, z: (z > 0).astype(z.dtype) if hasattr(z, "astype") else float(z > 0))
-register_activation("identity", lambda xp, z: z)
+register_activation("relu", lambda xp, z: xp.maximum(z, 0), lambda xp, z, a: (z >= 0).astype(z.dtype))
+register_activation("sigmoid", _sigmoid, lambda xp, z, a: a * (1.0 - a))
+register_activation("tanh", lambda xp, z: xp.tanh(z), lambda xp, z, a: 1.0 - a * a)
+register_activation("step", lambda xp, z: (z > 0).astype(z.dtype) if hasattr(z, "astype") else float(z > 0),
+                    lambda xp, z, a: xp.zeros_like(z))
+register_activation("identity", lambda xp, z: z, lambda xp, z, a: xp.ones_like(z))
 
 
 def activation_forward(xp, fn: str, z):

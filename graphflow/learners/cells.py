@@ -128,7 +128,7 @@ def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks
     :mod:`graphflow.autodiff.tape`). ``kernels``: the backend's elementwise chains.
     """
     k = _kernels(xp, kernels)
-    kernel = xp.concatenate([p["gru.W_update_x"], p["gru.W_reset_x"], p["gru.next_x_net.dense0.kernel"]], axis=1)
+    kernel = xp.concatenate([p[name] for name in GRU_KERNEL_PARAMS], axis=1)
     inputs = tuple(streams) + (carry, kernel) + tuple(p[name] for name in GRU_CORE_PARAMS)
     if not traced:
         return gru_forward(xp, k, mlp_activation, widths, *inputs)[0]
@@ -250,3 +250,25 @@ def gru_core_backward(xp, k, mlp_activation, inputs, residuals, g):
     return (xp.concatenate([du, dr, dh1], axis=-1), dc, c_rows.T @ _rows(du), colsum(du),
             c_rows.T @ _rows(dr), colsum(dr),
             colsum(dn), colsum(dh1), gK1x, colsum(dh2), gK2x, gK0c, colsum(dg1), gK1c, colsum(dg2), gK2c)
+
+
+GRU_KERNEL_PARAMS = ("gru.W_update_x", "gru.W_reset_x", "gru.next_x_net.dense0.kernel")
+"""The three kernels that read the cell's input x, side by side in the first layer's kernel."""
+
+
+def cell_param_grads(p, grads, streams: int, stateful: bool) -> dict:
+    """The gradients of a fused cell's inputs (the order of :func:`gru_cell`'s or
+    :func:`stateless_cell`'s fused stage) by parameter name; the first layer's kernel is split
+    back into its three parameters. Streams (and the carry) are left out."""
+    if not stateful:
+        nets = ("g", "f") if "f.dense0.kernel" in p else ("g",)
+        names = [f"{net}.{name}" for net in nets for name in MLP_PARAMS]
+        return dict(zip(names, grads[streams:]))
+    out, col = {}, 0
+    dkernel = grads[streams + 1]
+    for name in GRU_KERNEL_PARAMS:
+        width = p[name].shape[-1]
+        out[name] = dkernel[:, col:col + width]
+        col += width
+    out.update(zip(GRU_CORE_PARAMS, grads[streams + 2:]))
+    return out

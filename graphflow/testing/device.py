@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import numpy as np
@@ -368,28 +368,7 @@ xp = DeviceNamespace()
 """The device namespace over numpy (what ``cupy`` is to a GPU)."""
 
 
-@dataclass(frozen=True)
-class DeviceBackend(Backend):
-    """A :class:`~graphflow.backend.Backend` over :data:`xp` that does through ``xp`` what
-    ``Backend`` decides by its name (``index_add``: ``np.add.at`` for ``"numpy"``, cupyx otherwise)."""
-
-    def index_add(self, target, index, values) -> None:
-        """``target[index] += values`` in place, accumulating repeated indices.
-
-        >>> be = numpy_device_backend()
-        >>> t = be.asarray([0.0, 0.0])
-        >>> be.index_add(t, be.index([1, 1]), be.asarray([2.0, 3.0]))
-        >>> t.tolist()
-        [0.0, 5.0]
-        """
-        self.xp.add.at(target, index, values)
-
-    def with_dtype(self, dtype) -> "DeviceBackend":
-        """The same stand-in in another dtype (``Backend.with_dtype`` would make a plain ``Backend``)."""
-        return replace(self, dtype=dtype)
-
-
-def numpy_device_backend(dtype=np.float32) -> DeviceBackend:
+def numpy_device_backend(dtype=np.float32) -> Backend:
     """The :data:`graphflow.backend.BACKENDS` factory of the stand-in: like CuPy's backend, no cache
     blocking (learner calls run in one piece).
 
@@ -397,4 +376,4 @@ def numpy_device_backend(dtype=np.float32) -> DeviceBackend:
     >>> be.name, type(be.asarray([1.0, 2.0])).__name__, be.to_numpy(be.asarray([1.0])).tolist()
     ('numpy-device', 'DeviceArray', [1.0])
     """
-    return DeviceBackend("numpy-device", xp, dtype, cache_blocking=False)
+    return Backend("numpy-device", xp, dtype, cache_blocking=False)

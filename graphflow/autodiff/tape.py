@@ -391,21 +391,28 @@ def _make_namespace(xp):
     return _Namespace(xp, overrides)
 
 
-def fused_call(xp, forward, backward, values: tuple, blocked: int = 0, blocks=None):
+def fused_call(xp, forward, backward, values: tuple, blocked: int = 0, blocks=None, remat: bool = False):
     """Run a fused stage's ``forward`` on plain ``values`` (block by block when ``blocks`` is given
-    and the blocked inputs allow it, see ``fused``): (output, cotangent -> gradients of all values)."""
+    and the blocked inputs allow it, see ``fused``): (output, cotangent -> gradients of all values).
+
+    ``remat``: keep no residuals; the backward pass runs the forward again (block by block) to get
+    them. Memory then holds the stage's inputs and output only, for one more forward pass: the
+    lever for networks whose learner residuals do not fit (a 784-1000-1000-10 step's are ~17 GB).
+    """
     shape = np.broadcast_shapes(*(tuple(v.shape[:-1]) for v in values[:blocked])) if blocked else ()
     if blocks is None or len(shape) < 3 or any(v.ndim != len(shape) + 1 for v in values[:blocked]):
         out, residuals = forward(xp, *values)
+        if remat:
+            residuals = None
 
         def backward_all(g):
-            return backward(xp, values, residuals, g)
+            return backward(xp, values, residuals if residuals is not None else forward(xp, *values)[1], g)
 
         return out, backward_all
-    return _node_blocked(xp, forward, backward, values, blocked, blocks, shape)
+    return _node_blocked(xp, forward, backward, values, blocked, blocks, shape, remat)
 
 
-def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape):
+def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape, remat: bool = False):
     """A fused stage over blocks of the node axes (see ``fused``): (output, cotangent -> gradients)."""
     from graphflow.backend import block_part
 
@@ -414,7 +421,11 @@ def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape):
     def pieces(block):
         return tuple(block_part(v, block) for v in values[:blocked]) + params
 
-    results = blocks(lambda block, single: (block, forward(xp, *pieces(block))), shape)
+    def run(block, single):
+        out, res = forward(xp, *pieces(block))
+        return block, (out, None if remat else res)
+
+    results = blocks(run, shape)
     residuals = {block: res for block, (_, res) in results}
     if len(results) == 1:
         out = results[0][1][0]
@@ -423,10 +434,14 @@ def _node_blocked(xp, forward, backward, values, blocked: int, blocks, shape):
         out = xp.empty(tuple(shape) + first.shape[-1:], dtype=first.dtype)
         for block, (o, _) in results:
             block_part(out, block)[...] = o
+    del results
+
+    def back(block, g):
+        res = residuals[block] if not remat else forward(xp, *pieces(block))[1]
+        return backward(xp, pieces(block), res, g)
 
     def backward_all(g):
-        grads = blocks(lambda block, single: (block, backward(xp, pieces(block), residuals[block], block_part(g, block))),
-                       shape)
+        grads = blocks(lambda block, single: (block, back(block, block_part(g, block))), shape)
         if len(grads) == 1:
             return list(grads[0][1])
         joined = []

@@ -37,14 +37,15 @@ class _Capturing:
     """An array module whose ``fused`` runs the stage on plain arrays and keeps its backward pass
     in ``captured`` (see :meth:`Engine.call_learner`); everything else is the module's."""
 
-    def __init__(self, xp, captured: list):
+    def __init__(self, xp, captured: list, remat: bool = False):
         self._xp = xp
         self.captured = captured
+        self.remat = remat
 
     def fused(self, forward, backward, inputs, blocked: int = 0, blocks=None):
         from graphflow.autodiff.tape import fused_call
 
-        out, backward_all = fused_call(self._xp, forward, backward, tuple(inputs), blocked, blocks)
+        out, backward_all = fused_call(self._xp, forward, backward, tuple(inputs), blocked, blocks, self.remat)
         self.captured.append(backward_all)
         return out
 
@@ -105,8 +106,11 @@ class Engine:
     """
 
     def __init__(self, graph, protocol: Protocol, backend: str | Backend = "numpy", threads: int | None = None,
-                 block_rows: int = 4096, min_block_rows: int = 1024):
+                 block_rows: int = 4096, min_block_rows: int = 1024, remat_cells: bool = False):
         self.graph = graph
+        self.remat_cells = remat_cells
+        """Meta-gradients: keep no learner-cell residuals on the tape, recompute them in the
+        backward pass (:func:`graphflow.autodiff.tape.fused_call`); for networks too large otherwise."""
         self.threads = threads if threads is not None else default_threads()
         """Threads for large learner calls (numpy backend; CuPy runs them in one piece on the GPU)."""
         self.block_rows = block_rows
@@ -281,7 +285,7 @@ class Engine:
         layout = self.layouts[slot.key]
         p = self.learner_params[slot.group]
         whole = self.be.traced or capture is not None  # the cell runs as one fused stage (blocking inside)
-        xp = self.be.xp if capture is None else _Capturing(self.be.xp, capture)
+        xp = self.be.xp if capture is None else _Capturing(self.be.xp, capture, self.remat_cells)
         blocks = self._node_blocks if whole else None
         kernels = self.be.kernels
         if self.protocol.spec.kind == "stateless":

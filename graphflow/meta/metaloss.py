@@ -126,17 +126,19 @@ class MetaGradient:
     the unroll in segments of k inner steps, recomputing each from the state at its start
     (see the module docstring); the gradient is the same up to rounding. ``threads``,
     ``block_rows`` and ``min_block_rows``: how the engine splits large learner calls (:class:`~graphflow.engine.Engine`);
-    the GRU cell's forward and backward run block by block on those threads.
+    the GRU cell's forward and backward run block by block on those threads. ``remat_cells``: the
+    learner cells keep no residuals and recompute them in the backward pass (with
+    ``recompute_every``, what makes a 784-1000-1000-10 meta-step fit in memory).
     """
 
     def __init__(self, graph, protocol, backend="numpy", dtype=np.float32, trainable: list[str] | None = None,
                  recompute_every: int | None = None, threads: int | None = None, block_rows: int = 4096,
-                 min_block_rows: int = 1024):
+                 min_block_rows: int = 1024, remat_cells: bool = False):
         if recompute_every is not None and recompute_every < 1:
             raise ValueError(f"recompute_every must be a positive number of inner steps, not {recompute_every}")
         self.base = get_backend(backend, dtype)
         self.engine = Engine(graph, protocol, traced_backend(self.base), threads=threads, block_rows=block_rows,
-                             min_block_rows=min_block_rows)
+                             min_block_rows=min_block_rows, remat_cells=remat_cells)
         self.trainable = trainable if trainable is not None else protocol.trainable()
         self.recompute_every = recompute_every
 

@@ -14,7 +14,7 @@ The layers of the package, in the direction of their imports:
 440
 """
 
-from graphflow.errors import GraphError, SpecError
+from graphflow.errors import GraphError, GraphflowError, SpecError
 from graphflow.spec import (
     ExperimentSpec,
     FreeFormSpec,
@@ -45,9 +45,28 @@ from graphflow.backend import keep_freed_memory
 
 __version__ = "0.1.0"
 
+_TRAINING_API = ("TrainResult", "TrainedProtocol", "evaluate", "load_protocol", "train")
+"""Names of :mod:`graphflow.api` (meta-training and evaluation), loaded when first used."""
+
+
+def __getattr__(name: str):
+    # ``gf.train`` and friends reach the trainer and the engine, while modules of every layer import
+    # the package itself (for ``__version__``, or ``gf.build`` in examples): importing the API up
+    # front would make each of them depend on the trainer (the import contracts of pyproject.toml).
+    # It loads on first use instead (PEP 562), and ``import graphflow`` stays a spec-and-graph import.
+    if name in _TRAINING_API:
+        import importlib
+
+        return getattr(importlib.import_module("graphflow.api"), name)
+    raise AttributeError(f"module 'graphflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TRAINING_API))
+
 __all__ = [
     "Activation", "CrossEntropy", "Dense", "ExperimentSpec", "FreeForm", "FreeFormSpec", "Graph",
-    "GraphError", "GraphSpec", "Identity", "L1Loss", "L2Loss", "LearnerSpec", "Loss", "ReLU",
-    "Sigmoid", "Softmax", "SpecError", "StackSpec", "Step", "Tanh", "build", "keep_freed_memory", "load_spec",
-    "stack",
+    "GraphError", "GraphflowError", "GraphSpec", "Identity", "L1Loss", "L2Loss", "LearnerSpec", "Loss", "ReLU",
+    "Sigmoid", "Softmax", "SpecError", "StackSpec", "Step", "Tanh", "TrainResult", "TrainedProtocol", "build",
+    "evaluate", "keep_freed_memory", "load_protocol", "load_spec", "stack", "train",
 ]

@@ -24,58 +24,14 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
-    from graphflow.meta.trainer import Trainer
-    from graphflow.spec import ExperimentSpec, load_spec
+    from graphflow.api import experiment_spec, finish, open_trainer, run_folder
 
-    spec = load_spec(config)
-    if not isinstance(spec, ExperimentSpec):
-        fail(f"{config}: a graph spec, not an experiment spec (it needs a 'graph' field and training settings)")
-    folder = out or Path("runs") / spec.name
-    checkpoint = folder / "checkpoint.npz"
+    spec = experiment_spec(config)
+    trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint)
     if resume:
-        if not checkpoint.exists():
-            fail(f"--resume: no checkpoint at {checkpoint}")
-        trainer = Trainer.resume(checkpoint, folder, config=spec, accept_checkpoint=accept_checkpoint)
-        total = steps or trainer.exp.meta.steps
-        if trainer.step >= total:
-            fail(f"{checkpoint} is at meta-step {trainer.step}, the run's {'--steps' if steps else 'meta.steps'} is "
-                 f"{total}: nothing to do (pass a larger --steps to continue)")
         typer.echo(f"resuming {trainer.exp.name} at meta-step {trainer.step}", err=True)
-    else:
-        if checkpoint.exists():
-            fail(f"{checkpoint} exists: pass --resume to continue it, or choose another --out")
-        trainer = Trainer(spec, folder)
     trainer.train(steps, progress=progress)
-    steps = [r for r in trainer.history if "meta_loss" in r]
-    evals = [r for r in trainer.history if "eval" in r]
-    typer.echo(json.dumps({"step": trainer.step, "checkpoint": str(checkpoint), "last": steps[-1] if steps else {},
-                           "eval": evals[-1]["eval"] if evals else None}))
-
-
-def _curves(checkpoint: Path | None, tasks: int, seed: int, steps: int | None, lr_adam: float, lr_sgd: float):
-    from graphflow.baselines import BackpropBaseline
-    from graphflow.engine import Engine
-    from graphflow.evaluation import evaluate_mnist, evaluate_sinusoid
-    from graphflow.meta.protocol_file import load_protocol
-    from graphflow.spec import ExperimentSpec
-
-    graph, protocol, init, meta = load_protocol(checkpoint)
-    exp = ExperimentSpec.model_validate(meta["experiment"])
-    engine = Engine(graph, protocol, exp.backend)
-    learners = {"graphflow": engine, "adam": BackpropBaseline(engine, "adam", lr_adam),
-                "sgd": BackpropBaseline(engine, "sgd", lr_sgd)}
-    n_steps = steps or exp.meta.inner_steps
-    curves = {}
-    for name, learner in learners.items():
-        if exp.task.kind == "mnist":
-            from graphflow.tasks import load_mnist_task
-
-            data = load_mnist_task(exp.task.data_dir)
-            curves[name] = evaluate_mnist(learner, data, tasks=tasks, seed=seed, steps=n_steps, batch=exp.meta.shots)
-        else:
-            curves[name] = evaluate_sinusoid(learner, tasks=tasks, seed=seed, steps=n_steps, shots=exp.meta.shots,
-                                             prior=init)
-    return curves, meta
+    typer.echo(json.dumps(finish(trainer).summary()))
 
 
 def check_plot_path(plot: Path | None) -> None:
@@ -95,31 +51,30 @@ def check_finite_curves(curves: dict) -> None:
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Path = typer.Argument(None, help="graphflow checkpoint or training run folder (default: the bundled "
-                                                 "demo protocol)"),
-    tasks: int = typer.Option(100, min=1, help="fresh tasks to evaluate on"),
-    seed: int = typer.Option(0, min=0, help="seed of the tasks and initial networks"),
-    steps: int = typer.Option(None, min=1, help="inner steps (default: the experiment's)"),
-    as_json: bool = typer.Option(False, "--json", help="print the curves as JSON instead of a table"),
-    plot: Path = typer.Option(None, help="write the curves to this PNG/SVG"),
-    adam_lr: float = typer.Option(0.01, min=0.0, help="Adam's learning rate (the backprop baseline)"),
-    sgd_lr: float = typer.Option(0.1, min=0.0, help="SGD's learning rate (the backprop baseline)"),
+    checkpoint: Path = typer.Argument(None, metavar="[CHECKPOINT|RUN_FOLDER|NAME]",
+                                      help="A protocol file, training checkpoint or training run folder, or the name "
+                                           "of a bundled protocol (default: sinusoid_demo, the demo's)."),
+    tasks: int = typer.Option(100, min=1, help="Fresh tasks to evaluate on (the same for every learner)."),
+    seed: int = typer.Option(0, min=0, help="Seed of the tasks and the initial networks."),
+    steps: int = typer.Option(None, min=1, help="Inner steps (default: the experiment's meta.inner_steps)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the curves as JSON instead of a table."),
+    plot: Path = typer.Option(None, help="Draw the curves into this PNG, SVG or PDF file."),
+    adam_lr: float = typer.Option(0.01, min=0.0, help="Learning rate of the Adam baseline (backprop on the same graph)."),
+    sgd_lr: float = typer.Option(0.1, min=0.0, help="Learning rate of the SGD baseline (backprop on the same graph)."),
 ) -> None:
     """Evaluate a learned protocol against Adam and SGD (backprop on the same graph, same tasks)."""
+    from graphflow.api import evaluate as evaluate_protocol
+    from graphflow.api import load_protocol
+
     check_plot_path(plot)
-    curves, meta = _curves(checkpoint, tasks, seed, steps, adam_lr, sgd_lr)
+    trained = load_protocol(checkpoint)
+    curves = evaluate_protocol(trained, tasks=tasks, seed=seed, steps=steps, adam_lr=adam_lr, sgd_lr=sgd_lr)
     check_finite_curves(curves)
     if plot:
         from graphflow.viz.curves import plot_eval_curves
 
-        plot_eval_curves(curves, plot, title=meta.get("name", "protocol"))
-    if as_json:
-        typer.echo(json.dumps({name: c.to_json() for name, c in curves.items()}))
-        return
-    first = next(iter(curves.values()))
-    typer.echo(f"{'step':>4}  " + "  ".join(f"{n:>18}" for n in curves))
-    for k, s in enumerate(first.steps):
-        typer.echo(f"{s:>4}  " + "  ".join(f"{c.mean[k]:>9.4f} ± {c.std[k]:<6.4f}" for c in curves.values()))
+        plot_eval_curves(curves, plot, title=trained.header.get("name", "protocol"))
+    typer.echo(json.dumps(curves.to_json()) if as_json else curves.table())
 
 
 @app.command()

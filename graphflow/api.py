@@ -1,0 +1,370 @@
+"""The Python face of the command line: meta-train, evaluate and load protocols in three calls.
+
+``gf.train`` is ``graphflow train``, ``gf.evaluate`` is ``graphflow eval`` and ``gf.load_protocol``
+reads what both take; the commands call these functions, so the two never drift apart. They are
+thin: the work is done by :class:`graphflow.meta.trainer.Trainer`, :mod:`graphflow.evaluation`
+and :func:`graphflow.meta.protocol_file.load_protocol`.
+
+>>> import graphflow as gf
+>>> demo = gf.load_protocol("sinusoid_demo")           # the protocol bundled for the demo
+>>> demo.kind, demo.graph.stats()["nodes"]["weight"]
+('graphflow-protocol', 440)
+>>> curves = gf.evaluate(demo, tasks=3, seed=0, steps=1)
+>>> sorted(curves), curves["graphflow"].steps
+(['adam', 'graphflow', 'sgd'], [0, 1])
+
+Bad input is one :class:`graphflow.errors.GraphflowError` naming the argument, field or file.
+This module imports the heavy parts (engine, trainer) only when a function runs, so that
+``import graphflow`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from graphflow.errors import GraphflowError, SpecError
+from graphflow.spec import ExperimentSpec, load_spec, parse_experiment_spec
+
+if TYPE_CHECKING:
+    from graphflow.evaluation import EvalCurve
+    from graphflow.graph import Graph
+    from graphflow.learners.protocol import Protocol
+    from graphflow.meta.trainer import Trainer
+
+LEARNERS = ("graphflow", "adam", "sgd")
+"""What :func:`evaluate` compares: the protocol, then Adam and SGD (backprop on the same graph)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# What the functions hand back
+
+
+@dataclass(frozen=True)
+class TrainedProtocol:
+    """A protocol as read from a protocol file, a training checkpoint or a run folder.
+
+    ``graph`` and ``protocol`` build an :class:`graphflow.engine.Engine`; ``init`` is the
+    meta-trained initial network of a MAML run (None otherwise); ``header`` is the file's header
+    (``kind``, ``experiment``, ``step`` or ``trained_steps``, ...).
+    """
+
+    path: Path | None
+    """The file it was read from (None for the protocol a :class:`TrainResult` holds)."""
+    experiment: ExperimentSpec = field(repr=False)
+    graph: Graph = field(repr=False)
+    protocol: Protocol = field(repr=False)
+    init: dict | None = field(repr=False)
+    header: dict = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        """``graphflow-protocol`` (an exported protocol file) or ``graphflow-training-checkpoint``."""
+        return self.header.get("kind", "")
+
+    @property
+    def trained_steps(self) -> int | None:
+        """Meta-steps the protocol was trained for (None where the file does not say)."""
+        steps = self.header.get("trained_steps", self.header.get("step"))
+        return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+    def __repr__(self) -> str:
+        steps = self.trained_steps
+        return (f"TrainedProtocol({str(self.path) if self.path else 'in memory'!r}: {self.experiment.name}, "
+                f"{self.kind}" + (f", {steps} meta-steps" if steps is not None else "") + ")")
+
+    def engine(self):
+        """An :class:`graphflow.engine.Engine` running this protocol on its graph (the experiment's backend)."""
+        from graphflow.engine import Engine
+
+        return Engine(self.graph, self.protocol, self.experiment.backend)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` hands back: the run folder and what the run wrote into it.
+
+    ``log`` holds every record of ``<folder>/log.jsonl`` in order (meta-steps, evals, rollbacks),
+    also those written before a resume; :attr:`meta_losses` and :attr:`evals` are views of it.
+    """
+
+    folder: Path
+    experiment: ExperimentSpec = field(repr=False)
+    step: int
+    """The meta-step the run reached (that of ``checkpoint.npz``)."""
+    log: list[dict] = field(repr=False)
+    graph: Graph = field(repr=False)
+    protocol: Protocol = field(repr=False)
+    """The final protocol (the learners' parameters)."""
+    init: dict | None = field(repr=False)
+    """The meta-trained initial network of a MAML run (None otherwise)."""
+
+    def __repr__(self) -> str:
+        losses, evals = self.meta_losses, len([r for r in self.log if "eval" in r])
+        return (f"TrainResult({str(self.folder)!r}: {self.experiment.name} at meta-step {self.step}, "
+                + (f"last meta-loss {losses[-1]:.4g}, " if losses else "") + f"{evals} eval(s))")
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.npz"
+
+    @property
+    def meta_losses(self) -> list[float]:
+        """The meta-loss of every meta-step, in order."""
+        return [r["meta_loss"] for r in self.log if "meta_loss" in r]
+
+    @property
+    def evals(self) -> dict[int, EvalCurve]:
+        """The evaluations the run made (every ``eval_every`` meta-steps and at the end), by meta-step."""
+        from graphflow.evaluation import EvalCurve
+
+        return {r["step"]: EvalCurve(**r["eval"]) for r in self.log if "eval" in r}
+
+    def trained_protocol(self) -> TrainedProtocol:
+        """The final protocol as :func:`load_protocol` would read it from :attr:`checkpoint`."""
+        return TrainedProtocol(None, self.experiment, self.graph, self.protocol, self.init,
+                               {"kind": "graphflow-training-checkpoint", "step": self.step,
+                                "experiment": self.experiment.model_dump(mode="json"), "name": self.experiment.name})
+
+    def summary(self) -> dict:
+        """What ``graphflow train`` prints: the step, the checkpoint, the last meta-step and eval records."""
+        steps = [r for r in self.log if "meta_loss" in r]
+        evals = [r for r in self.log if "eval" in r]
+        return {"step": self.step, "checkpoint": str(self.checkpoint), "last": steps[-1] if steps else {},
+                "eval": evals[-1]["eval"] if evals else None}
+
+
+class Evaluation(dict):
+    """Learner name -> :class:`graphflow.evaluation.EvalCurve` (``graphflow``, ``adam``, ``sgd``)."""
+
+    def to_json(self) -> dict:
+        """What ``graphflow eval --json`` prints."""
+        return {name: curve.to_json() for name, curve in self.items()}
+
+    def table(self) -> str:
+        """What ``graphflow eval`` prints: mean ± std per inner step, one column per learner."""
+        first = next(iter(self.values()))
+        lines = [f"{'step':>4}  " + "  ".join(f"{name:>18}" for name in self)]
+        for k, step in enumerate(first.steps):
+            lines.append(f"{step:>4}  " + "  ".join(f"{c.mean[k]:>9.4f} ± {c.std[k]:<6.4f}" for c in self.values()))
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading what users hand in
+
+
+def experiment_spec(experiment) -> ExperimentSpec:
+    """An :class:`ExperimentSpec` from a spec, a dict or the path of a JSON experiment file.
+
+    >>> experiment_spec({"graph": {"kind": "stack", "inputs": 1, "layers": [{"kind": "loss", "fn": "l2"}]},
+    ...                  "meta": {"steps": 0}})
+    Traceback (most recent call last):
+    ...
+    graphflow.errors.SpecError: invalid experiment spec:
+      meta.steps: Input should be greater than 0 (got 0)
+    """
+    if isinstance(experiment, ExperimentSpec):
+        return experiment
+    if isinstance(experiment, dict):
+        return parse_experiment_spec(experiment)
+    if isinstance(experiment, (str, Path)):
+        spec = load_spec(experiment)
+        if not isinstance(spec, ExperimentSpec):
+            raise SpecError(f"{experiment}: a graph spec, not an experiment spec (it needs a 'graph' field and "
+                            f"training settings)")
+        return spec
+    raise SpecError(f"experiment: expected an ExperimentSpec, a dict or the path of a JSON experiment file, not "
+                    f"{type(experiment).__name__}")
+
+
+def bundled_protocols() -> dict[str, Path]:
+    """The protocols shipped with graphflow, by name (``sinusoid_demo``: the demo's)."""
+    from graphflow.meta.protocol_file import BUNDLED
+
+    return {BUNDLED.stem: BUNDLED}
+
+
+def protocol_path(source: str | Path | None) -> Path:
+    """The file a protocol source names: a file, a run folder's checkpoint, or a bundled protocol's file."""
+    bundled = bundled_protocols()
+    if source is None:
+        return bundled["sinusoid_demo"]
+    if not isinstance(source, (str, Path)):
+        raise GraphflowError(f"protocol: expected a file, a run folder, a bundled protocol's name "
+                             f"({', '.join(bundled)}) or what load_protocol or train returned, not {type(source).__name__}")
+    path = Path(source)
+    if path.is_dir():
+        return path / "checkpoint.npz"
+    if not path.exists() and str(source) in bundled:
+        return bundled[str(source)]
+    if not path.exists() and not path.suffix:
+        raise GraphflowError(f"{source}: no such checkpoint, run folder or bundled protocol (bundled: "
+                             f"{', '.join(bundled)})")
+    return path
+
+
+def load_protocol(source: str | Path | None = None) -> TrainedProtocol:
+    """The protocol of a protocol file, a training checkpoint, a run folder or a bundled name.
+
+    Every header field and array is checked against the graph and learner the file names (a
+    damaged file is a :class:`GraphflowError` naming the field or array). Default: the bundled
+    demo protocol.
+
+    >>> load_protocol().experiment.learner.kind
+    'stateful'
+    >>> load_protocol("no-such-protocol")
+    Traceback (most recent call last):
+    ...
+    graphflow.errors.GraphflowError: no-such-protocol: no such checkpoint, run folder or bundled protocol (bundled: sinusoid_demo)
+    """
+    from graphflow.meta.protocol_file import header_experiment
+    from graphflow.meta.protocol_file import load_protocol as load_checked
+
+    path = protocol_path(source)
+    graph, protocol, init, header = load_checked(path)
+    return TrainedProtocol(path, header_experiment(header, path), graph, protocol, init, header)
+
+
+def _as_trained(source) -> TrainedProtocol:
+    if isinstance(source, TrainedProtocol):
+        return source
+    if isinstance(source, TrainResult):
+        return source.trained_protocol()
+    return load_protocol(source)
+
+
+def _whole(name: str, value, minimum: int, optional: bool = False) -> int | None:
+    """``value`` as a whole number of at least ``minimum`` (an error naming the argument otherwise)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise GraphflowError(f"{name}: expected a whole number of at least {minimum}, not {value!r}")
+    return int(value)
+
+
+def _rate(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise GraphflowError(f"{name}: expected a finite learning rate of at least 0, not {value!r}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Meta-training
+
+
+def run_folder(spec: ExperimentSpec, out: str | Path | None) -> Path:
+    """Where a run of ``spec`` lives: ``out``, or ``runs/<name>`` (what ``graphflow train`` uses)."""
+    return Path(out) if out is not None else Path("runs") / spec.name
+
+
+def open_trainer(spec: ExperimentSpec, folder: Path, resume: bool = False, steps: int | None = None,
+                 accept_checkpoint: bool = False) -> Trainer:
+    """A :class:`Trainer` for a fresh run in ``folder``, or one continuing its checkpoint (``resume``).
+
+    A fresh run never overwrites a checkpoint; a resumed one needs a checkpoint of the same
+    experiment (``accept_checkpoint``: continue the checkpoint's own) below ``steps`` (default:
+    ``meta.steps``).
+    """
+    from graphflow.meta.trainer import Trainer
+
+    checkpoint = folder / "checkpoint.npz"
+    if not resume:
+        if checkpoint.exists():
+            raise GraphflowError(f"{checkpoint} exists: pass --resume (resume=True) to continue it, or choose "
+                                 f"another run folder (--out, out=)")
+        return Trainer(spec, folder)
+    if not checkpoint.exists():
+        raise GraphflowError(f"--resume: no checkpoint at {checkpoint}")
+    trainer = Trainer.resume(checkpoint, folder, config=spec, accept_checkpoint=accept_checkpoint)
+    total = steps or trainer.exp.meta.steps
+    if trainer.step >= total:
+        asked = f"steps={total} (--steps)" if steps else f"meta.steps is {total}"
+        raise GraphflowError(f"{checkpoint} is at meta-step {trainer.step} and the run's {asked}: nothing to do "
+                             f"(ask for more steps to continue it: --steps N, or steps=N)")
+    return trainer
+
+
+def finish(trainer: Trainer) -> TrainResult:
+    """The :class:`TrainResult` of a trainer whose run has ended (read back from its folder)."""
+    from graphflow.io import read_records
+
+    return TrainResult(trainer.out, trainer.exp, trainer.step, read_records(trainer.out / "log.jsonl", missing_ok=True),
+                       trainer.graph, trainer.protocol, trainer.init)
+
+
+def train(experiment, out: str | Path | None = None, resume: bool = False, progress: bool = True, *,
+          steps: int | None = None, accept_checkpoint: bool = False) -> TrainResult:
+    """Meta-train a protocol, as ``graphflow train`` does: a run folder with its log, evals and checkpoint.
+
+    Parameters
+    ----------
+    experiment
+        An :class:`~graphflow.spec.ExperimentSpec`, a dict of the same fields, or the path of a
+        JSON experiment file (``docs/experiments.md`` lists every field).
+    out
+        The run folder (default: ``runs/<experiment name>``). A fresh run refuses a folder that
+        holds a checkpoint.
+    resume
+        Continue the folder's checkpoint exactly (the losses of an uninterrupted run).
+    progress
+        Show a progress bar (and say where a resumed run starts).
+    steps
+        Stop after this many meta-steps in all (default: ``meta.steps``).
+    accept_checkpoint
+        With ``resume``: continue the checkpoint's experiment where ``experiment`` differs from it.
+
+    ``docs/meta-training.md`` trains a free-form graph this way, end to end.
+    """
+    spec = experiment_spec(experiment)
+    steps = _whole("steps", steps, 1, optional=True)
+    trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint)
+    if resume and progress:
+        print(f"resuming {trainer.exp.name} at meta-step {trainer.step}", file=sys.stderr)
+    trainer.train(steps, progress=progress)
+    return finish(trainer)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate(protocol: Any = None, tasks: int = 100, seed: int = 0, steps: int | None = None,
+             adam_lr: float = 0.01, sgd_lr: float = 0.1) -> Evaluation:
+    """A protocol against Adam and SGD on the same graph, tasks and initial networks (``graphflow eval``).
+
+    ``protocol`` is a protocol file, a training checkpoint, a run folder, a bundled protocol's
+    name (default: the demo's), or what :func:`load_protocol` or :func:`train` returned. The
+    tasks are the experiment's (sinusoid: eval L2 on 100 points after each inner step; MNIST:
+    accuracy on 100 held-out images), ``steps`` inner steps of ``meta.shots`` examples (default:
+    ``meta.inner_steps``). ``evaluate(...).to_json()`` is what ``graphflow eval --json`` prints.
+    """
+    from graphflow.baselines import BackpropBaseline
+    from graphflow.evaluation import evaluate_mnist, evaluate_sinusoid
+
+    tasks, seed = _whole("tasks", tasks, 1), _whole("seed", seed, 0)
+    steps = _whole("steps", steps, 1, optional=True)
+    adam_lr, sgd_lr = _rate("adam_lr", adam_lr), _rate("sgd_lr", sgd_lr)
+    trained = _as_trained(protocol)
+    exp = trained.experiment
+    engine = trained.engine()
+    learners = dict(zip(LEARNERS, (engine, BackpropBaseline(engine, "adam", adam_lr),
+                                   BackpropBaseline(engine, "sgd", sgd_lr))))
+    n_steps = steps or exp.meta.inner_steps
+    data = None
+    if exp.task.kind == "mnist":
+        from graphflow.tasks import load_mnist_task
+
+        data = load_mnist_task(exp.task.data_dir)
+    curves = Evaluation()
+    for name, learner in learners.items():
+        if data is not None:
+            curves[name] = evaluate_mnist(learner, data, tasks=tasks, seed=seed, steps=n_steps, batch=exp.meta.shots)
+        else:
+            curves[name] = evaluate_sinusoid(learner, tasks=tasks, seed=seed, steps=n_steps, shots=exp.meta.shots,
+                                             prior=trained.init)
+    return curves

@@ -85,6 +85,12 @@ def format_table(report: dict) -> str:
                  _bytes(c["peak_bytes_recompute"]) if c["peak_bytes_recompute"] is not None else c.get("recompute_note", "n/a")]
                 for c in memory]
         out += [""] + _rows(["meta-step peak memory", "tasks x steps", "stored", "recomputed"], rows)
+    scale = [c for c in cases if c["kind"] == "scale"]
+    if scale:
+        rows = [[c["name"], f"{c['weight_nodes']:,}", format_seconds(c["inner_seconds"]), _bytes(c["inner_peak_bytes"]),
+                 f"{c['meta_inner_steps']} steps", format_seconds(c["meta_seconds"]), _bytes(c["meta_peak_bytes"])]
+                for c in scale]
+        out += [""] + _rows(["scale", "weight nodes", "inner step", "peak", "meta-step", "time", "peak"], rows)
     checks = [c for c in cases if c["kind"] == "memory-check"]
     if checks:
         rows = [[c["name"], _bytes(c["peak_bytes"]),

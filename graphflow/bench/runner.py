@@ -34,7 +34,9 @@ from graphflow.bench.scaling import linear_fit, plot_scaling
 from graphflow.bench.timing import median_seconds, peak_bytes
 from graphflow.errors import GraphflowError
 
-CASE_GROUPS = (*W.TIMED_CASES, "build", "memory", "scaling")
+CASE_GROUPS = (*W.TIMED_CASES, "build", "memory", "scaling", "scale")
+DEFAULT_GROUPS = tuple(g for g in CASE_GROUPS if g != "scale")
+"""What runs without ``--cases``: every group but ``scale`` (784-1000-1000-10, minutes per meta-step)."""
 """What ``--cases`` selects from (``build``, ``memory`` and ``scaling`` hold several cases or points)."""
 
 RATIO_DEFINITION = ("<baseline>_ratio = <baseline>_seconds / seconds (graphflow's median seconds per step; over rounds, "
@@ -493,9 +495,9 @@ def add_dense_forward_equivalents(cases: list[dict]) -> None:
 
 
 def select_cases(names: list[str] | None) -> list[str]:
-    """Validated case groups (all when ``names`` is empty)."""
+    """Validated case groups (:data:`DEFAULT_GROUPS` when ``names`` is empty)."""
     if not names:
-        return list(CASE_GROUPS)
+        return list(DEFAULT_GROUPS)
     unknown = [n for n in names if n not in CASE_GROUPS]
     if unknown:
         raise GraphflowError(f"unknown benchmark case(s) {', '.join(unknown)}; known: {', '.join(CASE_GROUPS)}")
@@ -598,6 +600,10 @@ def run_benchmarks(cases: list[str] | None = None, quick: bool = False, backend:
             results.append(record_case(backend))
         elif group == "scaling":
             results.append(_scaling_case(settings, progress, plot))
+        elif group == "scale":
+            from graphflow.bench.scale import scale_case
+
+            results.append(scale_case(backend, quick, lambda message: _say(progress, message)))
     try:
         machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:

@@ -24,9 +24,9 @@ def bench(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here ('-': print it)"),
     backend: str = typer.Option("numpy", help="numpy or cupy"),
     quick: bool = typer.Option(False, "--quick", help="a smoke run for CI: few repetitions, a small sweep (well under a minute)"),
-    cases: Optional[str] = typer.Option(None, help="comma-separated case groups (default all): sinusoid-inner, sinusoid-inner-4, "
-                                                    "sinusoid-meta, sinusoid-meta-64, mnist-inner, mnist-meta, mnist784-inner, "
-                                                    "build, memory, scaling"),
+    cases: Optional[str] = typer.Option(None, help="comma-separated case groups (default all but scale): sinusoid-inner, "
+                                                    "sinusoid-inner-4, sinusoid-meta, sinusoid-meta-64, mnist-inner, mnist-meta, "
+                                                    "mnist784-inner, build, memory, scaling, scale (784-1000-1000-10: minutes)"),
     plot: Optional[Path] = typer.Option(None, help="where to draw the scaling plot (default: docs/inner_step_scaling.png "
                                                    "when ./docs exists and not --quick)"),
     max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="cap the scaling sweep at this many weight nodes "

@@ -177,3 +177,14 @@ def test_memory_checks_show_no_one_hot_and_no_layer_broadcast():
     assert seg["peak_bytes"] < seg["one_hot_bytes"] / 4
     rec = record_case()
     assert rec["peak_bytes"] <= 1.05 * rec["peak_bytes_unrecorded"] + (1 << 20)
+
+
+def test_the_scale_case_runs_a_recomputed_meta_step_and_is_not_a_default():
+    from graphflow.bench.runner import select_cases
+    from graphflow.bench.scale import scale_case
+
+    assert "scale" not in select_cases(None) and select_cases(["scale"]) == ["scale"]
+    case = scale_case(quick=True)
+    assert case["weight_nodes"] == 784 * 100 + 100 * 100 + 100 * 10
+    assert case["meta_seconds"] > 0 and np.isfinite(case["meta_loss"])
+    assert 0 < case["inner_peak_bytes"] and 0 < case["meta_peak_bytes"]

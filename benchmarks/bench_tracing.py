@@ -21,8 +21,8 @@ import numpy as np
 from graphflow.engine import Engine
 from graphflow.engine.record import Recorder
 from graphflow.graph.ids import split_patterns
-from graphflow.inspect import Inspector
 from graphflow.interop.mplp import preset_protocol
+from graphflow.recording import Inspector
 
 CASES = {
     # preset: (few nodes, batch, input width, target width)

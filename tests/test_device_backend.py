@@ -391,7 +391,8 @@ def test_the_backprop_baselines_run_on_the_device(optimizer, device_backend):
 
 
 def test_inspection_records_on_the_device(device_backend):
-    from graphflow.inspect import message_vs_gradient, record_run
+    from graphflow.inspect import message_vs_gradient
+    from graphflow.recording import record_run
 
     graph = gf.build(gf.stack(2, gf.Dense(3), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
     protocol = Protocol.init(graph, gf.LearnerSpec(**SMALL_LEARNER), seed=1)
@@ -415,8 +416,8 @@ def test_inspection_records_on_the_device(device_backend):
 
 
 def test_inspection_records_a_checkpoint_on_the_device(device_backend):
-    from graphflow.inspect.sources import RunRequest, record_from_checkpoint
     from graphflow.meta.protocol_file import BUNDLED
+    from graphflow.recording import RunRequest, record_from_checkpoint
 
     def run():
         recorded = record_from_checkpoint(BUNDLED, RunRequest(["dense2/w[*,0]"], steps=2, shots=4, tasks=2))

@@ -14,11 +14,21 @@ from graphflow.io.jsonl import finite_or_none
 PLOT_KINDS = ("report", "curve", "heatmap", "graph", "scatter", "groups", "meta")
 """--kind values; ``meta`` reads a meta-training log instead of a run (see :func:`_meta_log`)."""
 MAX_TABLES = 8
+SOURCE_HELP = {
+    "task": "Checkpoint sources: sinusoid or mnist (default: the checkpoint's).",
+    "seed": "Checkpoint sources: seed of the task, its data and the initial network.",
+    "inner_steps": "Checkpoint sources: inner steps (default: the checkpoint's).",
+    "shots": "Checkpoint sources: examples per step (default: the checkpoint's).",
+    "data": "Checkpoint sources, mnist: folder with the IDX files.",
+    "preset": "Reference .npy checkpoints: sinusoid, maml-sinusoid or mnist.",
+    "prior": "Reference .npy checkpoints: flat prior (initial network).",
+}
+"""Help of the options that say how ``inspect`` and ``explore`` record a run from a checkpoint."""
 
 
 def _source_options(nodes: str | None, task, seed, steps, shots, tasks, gradients, data, preset, prior):
     from graphflow.graph.ids import split_patterns
-    from graphflow.inspect.sources import RunRequest
+    from graphflow.recording import RunRequest
 
     return RunRequest(split_patterns(nodes) if nodes else [], task, seed, steps, shots, tasks, gradients,
                       str(data) if data else None, preset, str(prior) if prior else None)
@@ -130,21 +140,21 @@ def inspect_command(
     low: float = typer.Option(1e-6, "--low", help="A message norm below this counts as vanished."),
     high: float = typer.Option(1e3, "--high", help="A message norm above this counts as exploded."),
     save_run: Path = typer.Option(None, "--save-run", help="Checkpoint sources: also save the recorded run here (.npz)."),
-    task: str = typer.Option(None, "--task", help="Checkpoint sources: sinusoid or mnist (default: the checkpoint's)."),
-    seed: int = typer.Option(0, "--seed", help="Checkpoint sources: seed of the task, its data and the initial network."),
-    inner_steps: int = typer.Option(None, "--inner-steps", help="Checkpoint sources: inner steps (default: the checkpoint's)."),
-    shots: int = typer.Option(None, "--shots", help="Checkpoint sources: examples per step (default: the checkpoint's)."),
+    task: str = typer.Option(None, "--task", help=SOURCE_HELP["task"]),
+    seed: int = typer.Option(0, "--seed", help=SOURCE_HELP["seed"]),
+    inner_steps: int = typer.Option(None, "--inner-steps", help=SOURCE_HELP["inner_steps"]),
+    shots: int = typer.Option(None, "--shots", help=SOURCE_HELP["shots"]),
     tasks: int = typer.Option(1, "--tasks", help="Checkpoint sources: tasks run side by side."),
     gradients: bool = typer.Option(True, "--gradients/--no-gradients",
                                    help="Checkpoint sources: record the backprop gradients of the selected weights/biases."),
-    data: Path = typer.Option(None, "--data", help="Checkpoint sources, mnist: folder with the IDX files."),
-    preset: str = typer.Option(None, "--preset", help="Reference .npy checkpoints: sinusoid, maml-sinusoid or mnist."),
-    prior: Path = typer.Option(None, "--prior", help="Reference .npy checkpoints: flat prior (initial network)."),
+    data: Path = typer.Option(None, "--data", help=SOURCE_HELP["data"]),
+    preset: str = typer.Option(None, "--preset", help=SOURCE_HELP["preset"]),
+    prior: Path = typer.Option(None, "--prior", help=SOURCE_HELP["prior"]),
 ) -> None:
     """Per-node histories of an inner loop: messages, updates and the backprop gradient beside them."""
     from graphflow.inspect import message_alerts, message_vs_gradient, top_changed
     from graphflow.inspect.run import part_of
-    from graphflow.inspect.sources import open_run
+    from graphflow.recording import open_run
 
     if kind not in PLOT_KINDS:
         fail(f"--kind {kind!r}: choose one of {', '.join(PLOT_KINDS)}")
@@ -216,13 +226,16 @@ def explore_command(
     collapsed: bool = typer.Option(None, "--collapsed/--per-node",
                                    help="Draw block parts (--collapsed) or scalar nodes (--per-node); default: "
                                         "collapsed above 300 nodes."),
-    task: str = typer.Option(None, "--task"), seed: int = typer.Option(0, "--seed"),
-    inner_steps: int = typer.Option(None, "--inner-steps"), shots: int = typer.Option(None, "--shots"),
-    data: Path = typer.Option(None, "--data"), preset: str = typer.Option(None, "--preset"),
-    prior: Path = typer.Option(None, "--prior"),
+    task: str = typer.Option(None, "--task", help=SOURCE_HELP["task"]),
+    seed: int = typer.Option(0, "--seed", help=SOURCE_HELP["seed"]),
+    inner_steps: int = typer.Option(None, "--inner-steps", help=SOURCE_HELP["inner_steps"]),
+    shots: int = typer.Option(None, "--shots", help=SOURCE_HELP["shots"]),
+    data: Path = typer.Option(None, "--data", help=SOURCE_HELP["data"]),
+    preset: str = typer.Option(None, "--preset", help=SOURCE_HELP["preset"]),
+    prior: Path = typer.Option(None, "--prior", help=SOURCE_HELP["prior"]),
 ) -> None:
     """Write one self-contained HTML page to explore a run: graph, step slider, per-node histories."""
-    from graphflow.inspect.sources import open_run
+    from graphflow.recording import open_run
     from graphflow.viz.explorer import write_explorer
 
     run = open_run(source, _source_options(nodes, task, seed, inner_steps, shots, 1, True, data, preset, prior))

@@ -35,14 +35,14 @@ def replay(
 ) -> None:
     """Run the inner loop of every case of a trace file and write the same keys.
 
-    With ``--inspect``, each case runs through an inspector (:mod:`graphflow.inspect`): the JSON
+    With ``--inspect``, each case runs through an inspector (:mod:`graphflow.recording`): the JSON
     holds every recorded node's history per case, and beside it one run file per case
     (``<inspect-out>.<case>.run.npz``) for ``graphflow inspect`` and ``graphflow explore``.
     """
     from graphflow.graph.ids import split_patterns
-    from graphflow.inspect import Inspector
     from graphflow.interop.mplp import load_prior
     from graphflow.interop.traces import initial_params, read_cases, replay_case
+    from graphflow.recording import Inspector
 
     engine = _engine(preset, checkpoint, backend)
     prior_params = load_prior(engine.graph, prior) if prior else None

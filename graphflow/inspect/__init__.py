@@ -1,21 +1,16 @@
-"""Per-node inspection of inner-loop runs: record selected nodes, query them, save and reload runs.
+"""Per-node inspection of recorded inner-loop runs: query them, save and reload them.
 
-Reads what the engine's recorder hands out (:mod:`graphflow.engine.record`); never reaches into the
-engine's kernels. Pictures of runs live in :mod:`graphflow.viz.run_plots` and
+Reads runs (:class:`Run`, from :func:`load_run` or from :mod:`graphflow.recording`, which records
+them by running the engine); never runs the engine nor reaches its kernels, and never imports
+:mod:`graphflow.recording`. Pictures of runs live in :mod:`graphflow.viz.run_plots` and
 :mod:`graphflow.viz.explorer`.
 
->>> import graphflow as gf, numpy as np
->>> from graphflow.engine import Engine
->>> from graphflow.learners import Protocol
->>> g = gf.build(gf.stack(1, gf.Dense(4), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
->>> eng = Engine(g, Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2)))
->>> xs = np.linspace(-1, 1, 30, dtype=np.float32).reshape(3, 1, 10, 1)
->>> _, run = record_run(eng, eng.init_network(np.random.default_rng(0)), xs, xs ** 2, "dense2/w[*,0]",
-...                     gradients=True)
->>> [nid for nid, _ in top_changed(run, k=2)] == [nid for nid, _ in top_changed(run, k=4)][:2]
+>>> from graphflow.inspect._example import example_run
+>>> run = example_run()
+>>> [nid for nid, _ in top_changed(run, k=1)] == [nid for nid, _ in top_changed(run, k=2)][:1]
 True
 >>> message_vs_gradient(run).update_correlation.shape
-(3,)
+(2,)
 """
 
 from graphflow.inspect.labelled import LabelledArray
@@ -28,11 +23,21 @@ from graphflow.inspect.queries import (
     part_summary,
     top_changed,
 )
-from graphflow.inspect.recording import Inspector, channel_names, record_run
-from graphflow.inspect.run import FIELDS, NodeHistory, PartRecord, Run, is_run_file, load_run
+from graphflow.inspect.run import FIELDS, NodeHistory, PartRecord, Run, channel_names, is_run_file, load_run
 
 __all__ = [
-    "FIELDS", "GradientComparison", "Inspector", "LabelledArray", "MessageAlert", "NodeHistory", "PartRecord", "Run",
+    "FIELDS", "GradientComparison", "LabelledArray", "MessageAlert", "NodeHistory", "PartRecord", "Run",
     "channel_names", "group_update_distribution", "is_run_file", "load_run", "message_alerts", "message_vs_gradient",
-    "part_summary", "record_run", "top_changed",
+    "part_summary", "top_changed",
 ]
+
+MOVED_TO_RECORDING = ("Inspector", "record_run")
+"""Names this package exported before recording became its own package."""
+
+
+def __getattr__(name: str):
+    # Only named here, never imported: inspection must not import graphflow.recording.
+    if name in MOVED_TO_RECORDING:
+        raise AttributeError(f"graphflow.inspect.{name} moved to graphflow.recording.{name}: "
+                             f"recording runs the engine, inspection reads runs")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphflow.inspect.recording import HISTOGRAM_BINS, channel_names
-from graphflow.inspect.run import QUANTILES, RUN_FORMAT, RUN_KIND, PartRecord, Run
+from graphflow.inspect.run import HISTOGRAM_BINS, QUANTILES, RUN_FORMAT, RUN_KIND, PartRecord, Run, channel_names
 
 
 def example_run() -> Run:

@@ -1,10 +1,11 @@
 """A recorded inner-loop run: what the selected nodes received, stored, computed and sent at every step.
 
-A :class:`Run` is plain data, written by :class:`graphflow.inspect.Inspector` and read back by the
-CLI, the pictures and the explorer. It holds, for the selected nodes only, one array per block
-part and field (``[step, task, example, node, channel]``), the losses and predictions of every
-step, optionally the backprop gradients of the selected weights and biases, and summaries of how
-each learner group's updates were distributed. It never holds the network or a copy of it.
+A :class:`Run` is plain data, written by :class:`graphflow.recording.Inspector` (which runs the
+engine) and read back by the CLI, the pictures and the explorer (which never run it). It holds, for
+the selected nodes only, one array per block part and field (``[step, task, example, node,
+channel]``), the losses and predictions of every step, optionally the backprop gradients of the
+selected weights and biases, and summaries of how each learner group's updates were distributed.
+It never holds the network or a copy of it.
 
 On disk a run is one ``.npz`` file: the arrays plus a JSON header (key ``__run__``) naming the
 graph spec, the learner spec, the patterns and the layout of every array (see
@@ -13,7 +14,7 @@ graph spec, the learner spec, the patterns and the layout of every array (see
 >>> import graphflow as gf, numpy as np
 >>> from graphflow.engine import Engine
 >>> from graphflow.learners import Protocol
->>> from graphflow.inspect import Inspector
+>>> from graphflow.recording import Inspector
 >>> g = gf.build(gf.stack(2, gf.Dense(3), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
 >>> insp = Inspector(Engine(g, Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2))), ["dense2/w[*,0]"])
 >>> state = insp.init_network(np.random.default_rng(0))
@@ -39,6 +40,7 @@ from graphflow.errors import GraphflowError
 from graphflow.inspect.labelled import LabelledArray
 from graphflow.io import DAMAGED_FILE_ERRORS, atomic_write, read_failure
 from graphflow.io.jsonl import finite_or_none
+from graphflow.learners.protocol import slot_layout
 
 RUN_KIND = "graphflow-inspection-run"
 RUN_FORMAT = 1
@@ -58,6 +60,32 @@ FIELD_DIMS: dict[str, tuple[str, ...]] = {
 FIELDS = tuple(FIELD_DIMS)
 QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 """Quantiles of a learner group's updates kept per step."""
+HISTOGRAM_BINS = 31
+"""Bins of the histogram of a learner group's updates kept per step (symmetric about 0)."""
+
+
+def channel_names(graph, part: str, spec) -> dict[str, list[str]]:
+    """Names of the channels of every field of a part: messages ``m0``.., states by name, carry
+    ``update``, ``h0``.., ``m0``.. (the loss nodes' incoming message is their loss value).
+
+    >>> import graphflow as gf
+    >>> g = gf.build(gf.stack(2, gf.Dense(1), gf.L2Loss()))
+    >>> names = channel_names(g, "dense0/w", gf.LearnerSpec(hidden=2, message_size=2))
+    >>> names["learner_input"], names["carry"]
+    (['m0', 'm1', 'w', 'x'], ['update', 'h0', 'h1', 'm0', 'm1'])
+    """
+    k = spec.message_size
+    message = [f"m{c}" for c in range(k)]
+    slot = graph.slots.get(part)
+    if slot is None:
+        return {"message_in": message}
+    layout = slot_layout(slot, spec)
+    incoming = ["loss"] if layout.stream_widths[0] == 1 and slot.role == "loss" else message
+    out = {"message_in": incoming, "states": list(slot.states), "learner_input": incoming + list(slot.states),
+           "message_out": message}
+    if spec.kind == "stateful":
+        out["carry"] = (["update"] if layout.has_parameter else []) + [f"h{c}" for c in range(spec.hidden)] + message
+    return out
 
 
 @dataclass

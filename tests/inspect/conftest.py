@@ -41,7 +41,7 @@ def engine() -> Engine:
 @pytest.fixture
 def tiny_run(engine):
     """4 steps of 2 tasks, every weight and bias of the last layer and the relu nodes, with gradients."""
-    from graphflow.inspect import record_run
+    from graphflow.recording import record_run
 
     xs, ys = sine_batches(tasks=2)
     state = engine.init_network(np.random.default_rng(1), tasks=2, init_std=0.5)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from graphflow.cli import main
-from graphflow.inspect import group_update_distribution, load_run, record_run
-from graphflow.inspect.recording import update_statistics
+from graphflow.inspect import group_update_distribution, load_run
 from graphflow.inspect.run import QUANTILES
+from graphflow.recording import record_run, update_statistics
 from graphflow.viz.explorer import explorer_data, explorer_html
 
 

@@ -58,7 +58,7 @@ def test_message_vs_gradient_against_direct_computation(tiny_run):
 
 
 def test_message_vs_gradient_needs_gradients(engine, batches):
-    from graphflow.inspect import record_run
+    from graphflow.recording import record_run
 
     xs, ys = batches(steps=1)
     _, run = record_run(engine, engine.init_network(np.random.default_rng(0)), xs, ys, "dense2/w[*,0]")

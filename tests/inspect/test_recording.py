@@ -3,6 +3,8 @@ finite differences; runs added to mid-way, saved and reloaded; memory that does 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -10,10 +12,11 @@ from graphflow.backend import get_backend
 from graphflow.engine import Engine
 from graphflow.engine.record import Recorder
 from graphflow.errors import GraphflowError
-from graphflow.inspect import Inspector, load_run, record_run
+from graphflow.inspect import load_run
 from graphflow.inspect.run import held_bytes
 from graphflow.interop.mplp import load_checkpoint
 from graphflow.interop.traces import initial_params, read_cases, replay_case
+from graphflow.recording import Inspector, record_run
 
 SINUSOID = "sinusoid_weights_00035869.npy"
 TRACE = "sinusoid_5x10_trace.npz"
@@ -216,3 +219,14 @@ def test_mnist_graph_records_shared_learner_groups():
     assert run.node("dense2/w[3,7]").group == "W" and set(run.groups) == {"W", "b"}
     assert run.groups["W"]["histogram"][0].sum() == 144 * 50 + 50 * 10
     assert run.node("softmax3/unit[4]")["states"].labels("channel") == graph.slots["softmax3/unit"].states
+
+
+@pytest.mark.parametrize("name", ["Inspector", "record_run"])
+def test_graphflow_inspect_says_where_the_recorder_went(name):
+    import graphflow.inspect
+    import graphflow.recording
+
+    moved = f"graphflow.inspect.{name} moved to graphflow.recording.{name}: recording runs the engine, inspection reads runs"
+    with pytest.raises(AttributeError, match=re.escape(moved)):
+        getattr(graphflow.inspect, name)
+    assert not hasattr(graphflow.inspect, "no_such_name") and callable(getattr(graphflow.recording, name))

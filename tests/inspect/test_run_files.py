@@ -22,8 +22,9 @@ import graphflow as gf
 from graphflow.cli import main
 from graphflow.engine import Engine
 from graphflow.errors import GraphflowError
-from graphflow.inspect import Run, record_run
+from graphflow.inspect import Run
 from graphflow.inspect.run import HEADER_KEY, HEADER_TYPES
+from graphflow.recording import record_run
 
 PATTERNS = "dense2/*,relu1/act[*]"
 

@@ -27,8 +27,8 @@ import pytest
 
 import graphflow as gf
 from graphflow.engine import Engine
-from graphflow.inspect import Inspector, record_run
 from graphflow.learners import Protocol
+from graphflow.recording import Inspector, record_run
 from graphflow.viz.explorer import explorer_data, explorer_html, write_explorer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -10,9 +10,9 @@ import pytest
 import graphflow as gf
 from graphflow.engine import Engine
 from graphflow.errors import GraphflowError
-from graphflow.inspect import record_run
 from graphflow.inspect._example import example_run
 from graphflow.learners import Protocol
+from graphflow.recording import record_run
 from graphflow.viz import run_plots
 
 

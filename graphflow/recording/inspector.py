@@ -1,5 +1,6 @@
 """Recording inner-loop runs: an :class:`Inspector` runs an engine's steps with a recorder on the
-selected nodes and collects the result as a :class:`~graphflow.inspect.run.Run`.
+selected nodes and collects the result as a :class:`~graphflow.inspect.run.Run` (whose layout,
+:mod:`graphflow.inspect.run`, is the reading side's).
 
 An inspector offers the engine's inner-loop interface (``init_network``, ``network_from_arrays``,
 ``step``, ``forward``, ``predict``), like :class:`graphflow.baselines.BackpropBaseline`, so any
@@ -36,10 +37,8 @@ from graphflow.errors import GraphflowError
 from graphflow.graph import data_by_block
 from graphflow.graph.blocks import InputNodes
 from graphflow.graph.ids import split_patterns
-from graphflow.inspect.run import FIELD_DIMS, QUANTILES, RUN_FORMAT, RUN_KIND, PartRecord, Run
-from graphflow.learners.protocol import slot_layout
-
-HISTOGRAM_BINS = 31
+from graphflow.inspect.run import (FIELD_DIMS, HISTOGRAM_BINS, QUANTILES, RUN_FORMAT, RUN_KIND, PartRecord, Run,
+                                   channel_names)
 
 
 @dataclass
@@ -275,30 +274,6 @@ def update_statistics(delta: np.ndarray) -> dict[str, np.ndarray]:
         "moments": np.array(moments, np.float32),
         "non_finite": np.array(delta.size - finite.size, np.int64),
     }
-
-
-def channel_names(graph, part: str, spec) -> dict[str, list[str]]:
-    """Names of the channels of every field of a part: messages ``m0``.., states by name, carry
-    ``update``, ``h0``.., ``m0``.. (the loss nodes' incoming message is their loss value).
-
-    >>> import graphflow as gf
-    >>> g = gf.build(gf.stack(2, gf.Dense(1), gf.L2Loss()))
-    >>> names = channel_names(g, "dense0/w", gf.LearnerSpec(hidden=2, message_size=2))
-    >>> names["learner_input"], names["carry"]
-    (['m0', 'm1', 'w', 'x'], ['update', 'h0', 'h1', 'm0', 'm1'])
-    """
-    k = spec.message_size
-    message = [f"m{c}" for c in range(k)]
-    slot = graph.slots.get(part)
-    if slot is None:
-        return {"message_in": message}
-    layout = slot_layout(slot, spec)
-    incoming = ["loss"] if layout.stream_widths[0] == 1 and slot.role == "loss" else message
-    out = {"message_in": incoming, "states": list(slot.states), "learner_input": incoming + list(slot.states),
-           "message_out": message}
-    if spec.kind == "stateful":
-        out["carry"] = (["update"] if layout.has_parameter else []) + [f"h{c}" for c in range(spec.hidden)] + message
-    return out
 
 
 def _why_not_recorded(graph, part: str) -> str:

@@ -2,7 +2,9 @@
 
 :func:`open_run` is what ``graphflow inspect`` and ``graphflow explore`` call: given a run file it
 reads it; given a checkpoint (a graphflow protocol or training checkpoint, or a reference ``.npy``
-checkpoint with its preset) it samples an inner loop of the task with a seed and records it.
+checkpoint with its preset) it samples an inner loop of the task with a seed and records it. That
+runs the engine, which is why this is :mod:`graphflow.recording`'s and not :mod:`graphflow.inspect`'s
+(which reads run files only).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from graphflow.engine import Engine
 from graphflow.errors import GraphflowError
-from graphflow.inspect.recording import Inspector
 from graphflow.inspect.run import HEADER_KEY, NPY_MAGIC, ZIP_MAGIC, Run, is_run_file, load_run
 from graphflow.io import DAMAGED_FILE_ERRORS
+from graphflow.recording.inspector import Inspector
 
 REFERENCE_DEFAULTS = {"sinusoid": ("sinusoid", 5, 10), "maml-sinusoid": ("sinusoid", 2, 10), "mnist": ("mnist", 20, 8)}
 """Reference preset -> (task, inner steps, shots) of its published regime."""
@@ -96,8 +99,6 @@ def record_from_checkpoint(path: str | Path, request: RunRequest, backend: str =
     The initial network is the checkpoint's (MAML) initialization when it has one, else a fresh
     random network drawn from the same seed.
     """
-    from graphflow.engine import Engine
-
     path = Path(path)
     graph, protocol, init, (task, steps, shots, data_dir), desc = _load_engine_source(path, request)
     task = request.task or task

@@ -8,15 +8,58 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from graphflow.errors import GraphflowError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="graphflow: explicit node graphs that learn by learned message passing (MPLP).")
+
+class _FlagsWithoutType:
+    """Help that writes on/off flags without a type: typer puts ``<bool>`` beside every flag
+    (``--json <bool>``), which reads as if the flag took a value."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsWithoutType, TyperCommand):
+    """Every ``graphflow`` command (see :class:`Typer`)."""
+
+
+class Group(_FlagsWithoutType, TyperGroup):
+    """``graphflow`` and its command groups (``graphflow mplp``)."""
+
+
+class Typer(typer.Typer):
+    """A typer app whose commands and groups are :class:`Command` and :class:`Group`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cls=Group, **kwargs)
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+            help="graphflow: explicit node graphs that learn by learned message passing (MPLP).")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from graphflow import __version__
+
+        typer.echo(f"graphflow {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print graphflow's version and exit."),
+) -> None:
     """graphflow: explicit node graphs that learn by learned message passing (MPLP)."""
     # A callback keeps ``app`` a command group even while only one command is registered
     # (typer would otherwise run that command without its name: ``graphflow mnist``).

@@ -13,11 +13,11 @@ from graphflow.cli import app, fail
 @app.command()
 def export(
     source: Path = typer.Argument(..., metavar="CHECKPOINT|RUN_FOLDER",
-                                  help="training checkpoint, or a training run folder (its checkpoint.npz)"),
-    out: Path = typer.Option(..., help="the protocol file to write (.npz)"),
-    summary: bool = typer.Option(False, "--summary", help="add a summary of the run's log.jsonl (meta-steps, "
-                                                          "compute seconds, meta-loss per 500 steps, evals, rollbacks)"),
-    force: bool = typer.Option(False, "--force", help="replace OUT if it exists"),
+                                  help="A training checkpoint, or a training run folder (its checkpoint.npz)."),
+    out: Path = typer.Option(..., help="The protocol file to write (.npz)."),
+    summary: bool = typer.Option(False, "--summary", help="Add a summary of the run's log.jsonl (meta-steps, "
+                                                          "compute seconds, meta-loss per 500 steps, evals, rollbacks)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Write a protocol file (protocol and initial network, no optimizer state) from a training checkpoint."""
     from graphflow.meta.protocol_file import export_protocol, load_protocol

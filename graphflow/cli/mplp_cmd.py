@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from graphflow.cli import app
+from graphflow.cli import Typer, app
 
-mplp = typer.Typer(no_args_is_help=True, help="Run the published MPLP protocols (reference checkpoints).")
+mplp = Typer(no_args_is_help=True, help="Run the published MPLP protocols (reference checkpoints).")
 app.add_typer(mplp, name="mplp")
 
 
@@ -24,20 +24,21 @@ def _engine(preset: str, checkpoint: Path, backend: str):
 
 @mplp.command()
 def replay(
-    preset: str = typer.Option(..., help="sinusoid, maml-sinusoid or mnist"),
-    checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
-    trace: Path = typer.Option(..., help="trace file with case<k>/x, y, init_W<n>, init_b<n>"),
-    out: Path = typer.Option(..., help="where to write the replayed trace (.npz)"),
-    prior: Path = typer.Option(None, help="flat prior (initial network) for cases without init_*"),
-    inspect: str = typer.Option(None, help="comma-separated node ids or patterns to record, e.g. 'dense4/w[*,0]'"),
-    inspect_out: Path = typer.Option(None, help="JSON file for what --inspect records"),
-    backend: str = typer.Option("numpy", help="numpy or cupy"),
+    preset: str = typer.Option(..., help="The reference preset: sinusoid, maml-sinusoid or mnist."),
+    checkpoint: Path = typer.Option(..., help="A reference checkpoint (flat float32 .npy)."),
+    trace: Path = typer.Option(..., help="The trace file, with case<k>/x, y, init_W<n>, init_b<n>."),
+    out: Path = typer.Option(..., help="Where to write the replayed trace (.npz)."),
+    prior: Path = typer.Option(None, help="A flat prior (initial network) for cases without init_*."),
+    inspect: str = typer.Option(None, help="Node ids or patterns to record, comma-separated, e.g. 'dense4/w[*,0]'."),
+    inspect_out: Path = typer.Option(None, help="The JSON file for what --inspect records (default: OUT with "
+                                                ".inspect.json)."),
+    backend: str = typer.Option("numpy", help="numpy or cupy."),
 ) -> None:
     """Run the inner loop of every case of a trace file and write the same keys.
 
-    With ``--inspect``, each case runs through an inspector (:mod:`graphflow.recording`): the JSON
-    holds every recorded node's history per case, and beside it one run file per case
-    (``<inspect-out>.<case>.run.npz``) for ``graphflow inspect`` and ``graphflow explore``.
+    With --inspect, each case is recorded (graphflow.recording): the --inspect-out JSON holds every
+    recorded node's history per case, and beside it one run file per case,
+    INSPECT_OUT.CASE.run.npz, for `graphflow inspect` and `graphflow explore`.
     """
     from graphflow.graph.ids import split_patterns
     from graphflow.interop.mplp import load_prior
@@ -74,15 +75,15 @@ def replay(
 
 @mplp.command("eval")
 def evaluate(
-    preset: str = typer.Option(..., help="sinusoid, maml-sinusoid or mnist"),
-    checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
-    prior: Path = typer.Option(None, help="flat prior: the initial network (maml-sinusoid)"),
-    data: Path = typer.Option(None, help="directory with the MNIST IDX files (mnist)"),
-    tasks: int = typer.Option(100, min=1, help="number of tasks / runs"),
-    seed: int = typer.Option(0, min=0, help="seed of the tasks and initial networks"),
-    steps: int = typer.Option(None, min=1, help="inner steps (default: 5 sinusoid, 2 maml-sinusoid, 20 mnist)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    backend: str = typer.Option("numpy", help="numpy or cupy"),
+    preset: str = typer.Option(..., help="The reference preset: sinusoid, maml-sinusoid or mnist."),
+    checkpoint: Path = typer.Option(..., help="A reference checkpoint (flat float32 .npy)."),
+    prior: Path = typer.Option(None, help="A flat prior: the initial network (maml-sinusoid)."),
+    data: Path = typer.Option(None, help="The folder with the MNIST IDX files (mnist)."),
+    tasks: int = typer.Option(100, min=1, help="Number of tasks (runs)."),
+    seed: int = typer.Option(0, min=0, help="Seed of the tasks and the initial networks."),
+    steps: int = typer.Option(None, min=1, help="Inner steps (default: 5 sinusoid, 2 maml-sinusoid, 20 mnist)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the curve as JSON instead of a table."),
+    backend: str = typer.Option("numpy", help="numpy or cupy."),
 ) -> None:
     """The reference evaluation protocol: per-step mean and standard deviation over tasks."""
     from graphflow.cli import fail

@@ -14,14 +14,15 @@ from graphflow.cli.mplp_cmd import mplp
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="experiment spec (JSON, see schemas/experiment.schema.json)"),
-    out: Path = typer.Option(None, help="experiment folder (default: runs/<name>)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoint.npz"),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The experiment: a JSON file of the fields of "
+                                                              "docs/experiments.md (schemas/experiment.schema.json)."),
+    out: Path = typer.Option(None, help="The run folder (default: runs/<name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run folder's checkpoint.npz exactly."),
     accept_checkpoint: bool = typer.Option(False, "--accept-checkpoint",
-                                           help="with --resume: continue the checkpoint's experiment even where "
-                                                "CONFIG differs from it"),
-    steps: int = typer.Option(None, min=1, help="stop after this many meta-steps in total (default: the spec's)"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+                                           help="With --resume: continue the checkpoint's experiment even where "
+                                                "CONFIG differs from it."),
+    steps: int = typer.Option(None, min=1, help="Stop after this many meta-steps in all (default: meta.steps)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
     from graphflow.api import experiment_spec, finish, open_trainer, run_folder
@@ -51,7 +52,7 @@ def check_finite_curves(curves: dict) -> None:
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Path = typer.Argument(None, metavar="[CHECKPOINT|RUN_FOLDER|NAME]",
+    checkpoint: Path = typer.Argument(None, metavar="CHECKPOINT|RUN_FOLDER|NAME",
                                       help="A protocol file, training checkpoint or training run folder, or the name "
                                            "of a bundled protocol (default: sinusoid_demo, the demo's)."),
     tasks: int = typer.Option(100, min=1, help="Fresh tasks to evaluate on (the same for every learner)."),
@@ -79,9 +80,10 @@ def evaluate(
 
 @app.command()
 def demo(
-    plot: Path = typer.Option(Path("graphflow_demo.png"), help="where to draw the demo"),
-    seed: int = typer.Option(5, min=0, help="which sine task and initial network"),
-    tasks: int = typer.Option(100, min=1, help="fresh tasks for the summary numbers"),
+    plot: Path = typer.Option(Path("graphflow_demo.png"), help="Draw the demo into this PNG, SVG or PDF file."),
+    seed: int = typer.Option(5, min=0, help="Seed of the sine task and the initial network shown (the summary's "
+                                           "tasks use seed + 1)."),
+    tasks: int = typer.Option(100, min=1, help="Fresh tasks for the summary numbers."),
 ) -> None:
     """A fresh network learns a sine in 5 steps with graphflow's own learned protocol, next to Adam."""
     check_plot_path(plot)
@@ -117,24 +119,29 @@ def demo(
         l_g = float(np.mean((traces['graphflow'][k] - truth) ** 2) / 2)
         l_a = float(np.mean((traces['adam'][k] - truth) ** 2) / 2)
         typer.echo(f"{k:>4}  {l_g:>15.5f}  {l_a:>13.5f}")
-    curves = {name: evaluate_sinusoid(learner, tasks=tasks, seed=seed + 1) for name, learner in
+    summary_seed = seed + 1  # other tasks than the one drawn above
+    curves = {name: evaluate_sinusoid(learner, tasks=tasks, seed=summary_seed) for name, learner in
               (("graphflow", engine), ("adam", adam))}
-    typer.echo(f"over {tasks} fresh tasks, step-5 eval loss: graphflow {curves['graphflow'].mean[-1]:.4f}, "
-               f"Adam {curves['adam'].mean[-1]:.4f} (step 0: {curves['graphflow'].mean[0]:.4f})")
+    typer.echo(f"over {tasks} fresh tasks (seed {summary_seed}), step-5 eval loss: graphflow "
+               f"{curves['graphflow'].mean[-1]:.4f}, Adam {curves['adam'].mean[-1]:.4f} "
+               f"(step 0: {curves['graphflow'].mean[0]:.4f})")
     plot_demo(grid[0, :, 0], truth, traces, x[:, 0], y[:, 0], curves, plot, meta)
     typer.echo(f"plot: {plot}")
 
 
 @mplp.command()
 def metagrad(
-    preset: str = typer.Option(..., help="sinusoid or maml-sinusoid"),
-    checkpoint: Path = typer.Option(..., help="flat float32 .npy checkpoint"),
-    case: Path = typer.Option(..., help="case file: x, y (steps, B, 1), xe, ye (H, 1), init_W<n>"),
-    out: Path = typer.Option(..., help="where to write meta_loss and grad/<name> (.npz)"),
-    prior: Path = typer.Option(None, help="initial weights from this flat prior instead of the case's init_W<n> "
-                                          "(its biases are replaced by zeros, as in the case format)"),
-    hint_weight: float = typer.Option(0.7), heldout_weight: float = typer.Option(0.3),
-    dtype: str = typer.Option("float32", help="float32 or float64 (for checks; the gradients are written in it)"),
+    preset: str = typer.Option(..., help="The reference preset: sinusoid or maml-sinusoid."),
+    checkpoint: Path = typer.Option(..., help="A reference checkpoint (flat float32 .npy)."),
+    case: Path = typer.Option(..., help="The case file: x, y (steps, B, 1), xe, ye (H, 1), init_W<n>."),
+    out: Path = typer.Option(..., help="Where to write meta_loss and grad/<name> (.npz)."),
+    prior: Path = typer.Option(None, help="Initial weights from this flat prior instead of the case's init_W<n> "
+                                          "(its biases are replaced by zeros, as in the case format)."),
+    hint_weight: float = typer.Option(0.7, help="Weight of the mean hint loss (after each inner step) in the "
+                                                "meta-loss."),
+    heldout_weight: float = typer.Option(0.3, help="Weight of the held-out loss (after the last inner step) in the "
+                                                   "meta-loss."),
+    dtype: str = typer.Option("float32", help="float32 or float64 (for checks; the gradients are written in it)."),
 ) -> None:
     """The reference regime's meta-loss of one case and its gradient for every trainable parameter."""
     from graphflow.interop.mplp import gradient_names, load_checkpoint

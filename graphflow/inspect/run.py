@@ -351,6 +351,68 @@ class Run:
         return (f"Run({self.steps} steps, {len(self.node_ids())} nodes in {len(self.parts)} parts, "
                 f"patterns {self.patterns}{', with gradients' if self.has_gradients else ''})")
 
+    def _repr_html_(self) -> str:
+        """What a notebook shows for a run: its title, what was recorded part by part, and the loss
+        before each step (the explorer, ``graphflow.viz.explorer.write_explorer``, shows the rest)."""
+        from html import escape
+
+        title = self.header.get("meta", {}).get("title")
+        rows = "".join(f"<tr><td><code>{escape(rec.part)}</code></td><td>{escape(rec.role)}</td>"
+                       f"<td>{escape(rec.group or '-')}</td><td>{len(rec.ids)}</td><td>{escape(', '.join(rec.fields))}</td></tr>"
+                       for rec in self.parts.values())
+        losses = "".join(f"<td>{loss:.4g}</td>" for loss in self.mean_loss())
+        steps = "".join(f"<th>{s}</th>" for s in self.step_labels)
+        return (f"<div><p><b>{escape(repr(self))}</b>" + (f"<br>{escape(str(title))}" if title else "") + "</p>"
+                "<table><tr><th>part</th><th>role</th><th>learner group</th><th>nodes</th><th>fields</th></tr>"
+                f"{rows}</table><table><tr><th>step</th>{steps}</tr><tr><th>mean loss</th>{losses}</tr></table></div>")
+
+    def to_xarray(self):
+        """The run as an ``xarray.DataTree``, to slice with xarray and pandas (``pip install graphflow[xarray]``).
+
+        - ``parts/<block>/<label>`` (``parts/dense4/w``): one dataset per recorded block part, a
+          variable per field with the dims of :data:`FIELD_DIMS` (the channel axis named per field,
+          ``message_out_channel``), ``node`` labelled by node id, NaN where a node was not recorded,
+          and ``recorded`` [step, node];
+        - ``losses``: per loss block its per-element loss before each step and the prediction it
+          compared (``<block>_prediction``), [step, task, example, ``<block>_unit``];
+        - ``groups/<learner group>``: the update statistics of every learner group.
+
+        >>> from graphflow.inspect._example import example_run
+        >>> tree = example_run().to_xarray()  # doctest: +SKIP
+        >>> tree["parts/dense2/w"]["update"].sel(node="dense2/w[1,0]").values.tolist()  # doctest: +SKIP
+        [[0.25], [0.25]]
+        """
+        try:
+            import xarray as xr
+        except ImportError:
+            raise GraphflowError("Run.to_xarray needs xarray, which is not installed: pip install 'graphflow[xarray]' "
+                                 "(or pip install xarray)") from None
+        steps = {"step": list(self.step_labels)}
+        tree: dict[str, object] = {"/": xr.Dataset(attrs={"steps": self.steps, "tasks": self.header["tasks"],
+                                                          "batch": self.header["batch"], "patterns": self.patterns,
+                                                          "gradients": int(self.has_gradients)})}
+        for part, rec in self.parts.items():
+            variables = {}
+            for name, values in rec.fields.items():
+                dims = tuple(f"{name}_channel" if d == "channel" else d for d in FIELD_DIMS[name])
+                coords = {f"{name}_channel": rec.channels[name]} if name in rec.channels else {}
+                variables[name] = xr.DataArray(values, dims=dims, coords=coords)
+            variables["recorded"] = xr.DataArray(rec.recorded, dims=("step", "node"))
+            tree[f"/parts/{part}"] = xr.Dataset(variables, coords={**steps, "node": rec.ids},
+                                                attrs={"role": rec.role, "group": rec.group or ""})
+        losses = {}
+        for block, values in self.losses.items():
+            dims = ("step", "task", "example", f"{block}_unit")
+            losses[block] = xr.DataArray(values, dims=dims)
+            if block in self.outputs:
+                losses[f"{block}_prediction"] = xr.DataArray(self.outputs[block], dims=dims)
+        tree["/losses"] = xr.Dataset(losses, coords=steps)
+        group_coords = {**steps, "quantile": list(QUANTILES), "moment": list(GROUP_MOMENTS)}
+        for group, stats in self.groups.items():
+            tree[f"/groups/{group}"] = xr.Dataset({name: xr.DataArray(a, dims=GROUP_DIMS[name]) for name, a in stats.items()
+                                                   if name in GROUP_DIMS}, coords=group_coords)
+        return xr.DataTree.from_dict(tree)
+
 
 def part_of(node_id: str) -> str:
     """The block part of a node id: ``part_of("dense2/w[3,7]") == "dense2/w"``."""
@@ -556,6 +618,8 @@ def _check_per_example(path: Path, header: dict, arrays: dict[str, np.ndarray]) 
                      (header["steps"], tasks, header["batch"], None))
 
 
+GROUP_MOMENTS = ("mean", "std", "mean_abs")
+"""What a learner group's ``moments`` hold, per step: the mean, the std and the mean of |update|."""
 GROUP_DIMS = {"quantiles": ("step", "quantile"), "histogram": ("step", "bin"), "edges": ("step", "edge"),
               "moments": ("step", "moment"), "non_finite": ("step",)}
 """The axes of a learner group's update statistics (:attr:`Run.groups`)."""

@@ -1,0 +1,15 @@
+"""Meta-training across processes and machines, on Ray: sharded meta-gradients and sweeps of experiments.
+
+- :class:`graphflow.distributed.sharded.ShardedMetaGradient` is called like
+  :class:`graphflow.meta.metaloss.MetaGradient`; Ray actors compute slices of the outer batch and
+  the driver reduces them in a fixed order, so the result is the single-process one up to float32
+  summation order.
+- :mod:`graphflow.distributed.sweep` runs a grid of experiments, each an ordinary resumable run
+  folder, as Ray tasks or in this process, and tabulates and draws their results.
+- :mod:`graphflow.distributed.cluster` joins or starts Ray.
+
+Ray is optional (``pip install 'graphflow[ray]'``): this package imports it only inside the
+functions that need it (:func:`graphflow.distributed.cluster.require_ray`), so that graphflow
+imports and trains without it. It sits above :mod:`graphflow.meta` and must never be imported by
+it or anything below: the trainer is handed a meta-gradient, it does not know where it runs.
+"""

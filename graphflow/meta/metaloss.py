@@ -95,14 +95,27 @@ def unroll(engine: Engine, state: NetState, batch: MetaBatch, start: int, stop: 
     The terms are the steps' hint losses times ``hint_weight / steps``, plus the held-out term
     when ``stop`` is the last step; the meta-loss is the task mean of the terms of all segments.
     """
+    return weighted_unroll(engine, state, batch, start, stop, 1.0 / batch.steps, hint_weight,
+                           heldout_weight if stop == batch.steps else None)
+
+
+def weighted_unroll(engine: Engine, state: NetState, batch: MetaBatch, start: int, stop: int, hint_scale,
+                    hint_weight: float, heldout_weight):
+    """Inner steps ``start`` .. ``stop - 1`` with the weights given: (the state after them, per-task terms [T]).
+
+    The terms are the sum of the steps' hint losses times ``hint_scale * hint_weight``, plus the
+    held-out loss after the last step times ``heldout_weight`` (None: no held-out term). Either
+    weight may be a per-task array [T] on the engine's backend: the tasks of a truncated estimator
+    stand at different points of their unrolls (:mod:`graphflow.meta.estimators`).
+    """
     hints = None
     for i in range(start, stop):
         x, y = batch.at_step(i)
         state, _ = engine.step(state, x, y)
         hint = mean_loss(engine.forward(state, x, y).losses)
         hints = hint if hints is None else hints + hint
-    terms = (hints * (1.0 / batch.steps)) * hint_weight
-    if stop == batch.steps:
+    terms = (hints * hint_scale) * hint_weight
+    if heldout_weight is not None:
         terms = terms + mean_loss(engine.forward(state, batch.xe, batch.ye).losses) * heldout_weight
     return state, terms
 

@@ -14,7 +14,19 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from graphflow.errors import SpecError
 from graphflow.io.reading import read_failure
-from graphflow.spec.experiment import ExperimentSpec, MetaTrainingSpec, MnistTaskSpec, SinusoidTaskSpec
+from graphflow.spec.experiment import (
+    BpttEstimatorSpec,
+    ConstantLength,
+    EsEstimatorSpec,
+    EstimatorSpec,
+    ExperimentSpec,
+    LogUniformLength,
+    MetaTrainingSpec,
+    MnistTaskSpec,
+    PesEstimatorSpec,
+    SinusoidTaskSpec,
+    TruncatedEstimatorSpec,
+)
 from graphflow.spec.graph import (
     ActivationBlock,
     ActivationLayer,
@@ -249,9 +261,10 @@ def load_spec(path: str | Path):
 
 
 __all__ = [
-    "ActivationBlock", "ActivationLayer", "DenseLayer", "ExperimentSpec", "FreeFormSpec", "GraphSpec",
-    "InputBlock", "LearnerSpec", "LossBlock", "LossLayer", "MetaTrainingSpec", "MnistTaskSpec",
-    "NeuronBlock", "SinusoidTaskSpec", "SoftmaxBlock", "SoftmaxLayer", "StackSpec", "TargetBlock",
+    "ActivationBlock", "ActivationLayer", "BpttEstimatorSpec", "ConstantLength", "DenseLayer", "EsEstimatorSpec",
+    "EstimatorSpec", "ExperimentSpec", "FreeFormSpec", "GraphSpec", "InputBlock", "LearnerSpec", "LogUniformLength",
+    "LossBlock", "LossLayer", "MetaTrainingSpec", "MnistTaskSpec", "NeuronBlock", "PesEstimatorSpec",
+    "SinusoidTaskSpec", "SoftmaxBlock", "SoftmaxLayer", "StackSpec", "TargetBlock", "TruncatedEstimatorSpec",
     "WeightBlock", "format_validation_error", "load_spec", "parse_experiment_spec", "parse_graph_spec",
     "read_json_file",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from graphflow.spec.graph import GraphSpec
 from graphflow.spec.learner import LearnerSpec
@@ -27,6 +27,120 @@ class MnistTaskSpec(_Model):
     kind: Literal["mnist"] = "mnist"
     data_dir: Text
     """Directory holding ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``."""
+
+
+class ConstantLength(_Model):
+    """Every draw is the same length."""
+
+    kind: Literal["constant"] = "constant"
+    length: PositiveInt
+    """Inner steps."""
+
+    def bounds(self) -> tuple[int, int]:
+        return self.length, self.length
+
+
+class LogUniformLength(_Model):
+    """Lengths drawn log-uniformly from ``low`` to ``high`` (inclusive, rounded down), as the
+    ``LogUniformLengthSchedule`` of learned_optimization."""
+
+    kind: Literal["log_uniform"] = "log_uniform"
+    low: PositiveInt
+    """The shortest length (inner steps)."""
+    high: PositiveInt
+    """The longest length (inner steps)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LogUniformLength":
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+    def bounds(self) -> tuple[int, int]:
+        return self.low, self.high
+
+
+LengthSchedule = Annotated[ConstantLength | LogUniformLength, Field(discriminator="kind")]
+"""A length of inner steps drawn anew each time it is needed."""
+
+
+class BpttEstimatorSpec(_Model):
+    """Exact reverse mode through the whole unrolled inner loop of ``meta.inner_steps`` steps (the
+    reference regime). Memory grows with the unroll unless ``recompute_every`` is set."""
+
+    kind: Literal["bptt"] = "bptt"
+    recompute_every: PositiveInt | None = None
+    """Differentiate the unroll in segments of this many inner steps, each recomputed from the
+    network state at its start: memory of one segment's tape for one more forward pass; the same
+    gradient up to rounding."""
+
+
+class _Truncations(_Model):
+    unroll: PositiveInt | LengthSchedule
+    """T: the inner steps of a task's whole inner loop; a task (fresh data, fresh initial network)
+    replaces it when its unroll ends. A schedule draws each new task's T (learned_optimization's
+    truncation schedules)."""
+    truncation: PositiveInt | LengthSchedule
+    """K: the inner steps each outer step runs of every task's inner loop; a schedule draws one K
+    per outer step, the same for all tasks. A truncation never runs past the end of its task's unroll."""
+    stagger: StrictBool = True
+    """Start the first tasks at spread positions of their unrolls (reached by running their first
+    steps with the initial protocol, no estimate), so that not all tasks restart at once."""
+
+    @model_validator(mode="after")
+    def _truncation_fits(self):
+        longest = self.unroll if isinstance(self.unroll, int) else self.unroll.bounds()[1]
+        shortest = self.truncation if isinstance(self.truncation, int) else self.truncation.bounds()[0]
+        if shortest > longest:
+            raise ValueError(f"truncations of {shortest} inner steps are longer than the longest unroll, {longest}")
+        return self
+
+
+class _Population(_Model):
+    population: PositiveInt = 16
+    """P, the number of perturbed protocols per estimate: P/2 antithetic pairs (+eps, -eps)."""
+    sigma: FiniteFloat = Field(0.01, gt=0)
+    """Standard deviation of the Gaussian perturbation of every trained protocol entry."""
+
+    @field_validator("population")
+    @classmethod
+    def _even(cls, population: int) -> int:
+        if population % 2:
+            raise ValueError(f"population {population} is odd; antithetic pairs need an even population")
+        return population
+
+
+class TruncatedEstimatorSpec(_Truncations):
+    """Truncated backprop: each outer step differentiates the next K inner steps of every task's
+    persistent inner loop, treating the network state at the truncation's start as a constant.
+    Memory of K steps; biased (it cannot see how the protocol shaped the state it starts from)."""
+
+    kind: Literal["truncated"] = "truncated"
+
+
+class EsEstimatorSpec(_Population):
+    """Antithetic evolution strategies on the protocol over whole unrolls of ``meta.inner_steps``
+    steps: forward passes only, no tape, memory independent of the unroll. Unbiased for the
+    Gaussian-smoothed meta-loss."""
+
+    kind: Literal["es"] = "es"
+    fitness_shaping: Literal["none", "centered_rank"] = "none"
+    """``centered_rank`` replaces the meta-losses of the population by their centred ranks: robust
+    to outliers, but then the estimate is a direction, no longer on the gradient's scale."""
+
+
+class PesEstimatorSpec(_Truncations, _Population):
+    """Persistent evolution strategies over truncated unrolls: every population member keeps its
+    own inner state and the sum of the perturbations it ran with since its task started, which
+    makes the estimate unbiased for the whole unroll (Vicol et al. 2021). Forward passes only."""
+
+    kind: Literal["pes"] = "pes"
+
+
+EstimatorSpec = Annotated[BpttEstimatorSpec | TruncatedEstimatorSpec | EsEstimatorSpec | PesEstimatorSpec,
+                          Field(discriminator="kind")]
+"""How meta-training estimates the meta-gradient (docs/estimators.md)."""
+ESTIMATOR_KINDS = ("bptt", "truncated", "es", "pes")
 
 
 class MetaTrainingSpec(_Model):
@@ -58,6 +172,16 @@ class MetaTrainingSpec(_Model):
     on_nonfinite: Literal["rollback", "stop"] = "rollback"
     """When a meta-loss or gradient is NaN/inf: restore the last good state and skip the batch
     (stopping after 3 in a row), or stop at once."""
+    estimator: EstimatorSpec = BpttEstimatorSpec()
+    """How the meta-gradient is estimated: ``bptt`` (exact, the default), ``truncated``, ``es``
+    or ``pes`` (docs/estimators.md)."""
+
+    @model_validator(mode="after")
+    def _estimator_fits(self) -> "MetaTrainingSpec":
+        if self.maml and self.estimator.kind != "bptt":
+            raise ValueError(f"maml meta-trains the initial network, which only the bptt estimator "
+                             f"differentiates so far, not {self.estimator.kind}")
+        return self
 
 
 class ExperimentSpec(_Model):

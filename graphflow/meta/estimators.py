@@ -1,0 +1,694 @@
+"""Estimators of the meta-gradient: exact and truncated backprop, antithetic ES, persistent ES.
+
+Every estimator answers one question, ``estimate(protocol, draws) -> (meta-loss, {protocol key:
+gradient})``, for the trained entries of the protocol (the keys of
+:meth:`~graphflow.learners.protocol.Protocol.flat`). What it carries from one outer step to the
+next is checkpoint data: ``state_arrays()`` (arrays), ``state_meta()`` (JSON) and
+``load_state(arrays, meta)``, so that a resumed run continues exactly.
+
+- :class:`BpttEstimator`: exact reverse mode through whole unrolls (:class:`~graphflow.meta.metaloss.MetaGradient`).
+- :class:`TruncatedEstimator`: reverse mode through the next K steps of persistent inner loops.
+- :class:`EsEstimator`: antithetic evolution strategies over whole unrolls, forward passes only.
+- :class:`PesEstimator`: persistent ES over truncations, forward passes only, unbiased.
+
+Tasks come from a :class:`TaskDraws` (the trainer's random generator and task family); inner
+loops run on an :class:`EngineLoop` (a graph, a protocol, a backend) or on any object with its
+members (the tests use a scalar toy). Noise is never stored: the perturbation of antithetic pair
+``j`` at an outer step is regenerated from that step's seed and ``j``.
+
+The truncated estimators (``truncated``, ``pes``) walk every task through its unroll of T inner
+steps, K steps per outer step, and report the truncation's share of the task's meta-loss scaled
+by T / K (so that, with tasks spread over their unrolls, it is on the scale of a whole unroll's
+meta-loss): ``hint_weight`` times the mean hint loss of the K steps, plus ``heldout_weight * T / K``
+times the held-out loss when the truncation ends the unroll. Summed over a task's truncations and
+each scaled back by K / T, the shares are the meta-loss of the whole unroll.
+
+This module never knows which task family it runs, nor how the protocol is then updated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol as Interface
+
+import numpy as np
+
+from graphflow.autodiff import Tape, Var, grad, traced_backend
+from graphflow.backend import get_backend
+from graphflow.engine import Engine, NetState
+from graphflow.errors import GraphflowError
+from graphflow.learners.protocol import ParamKey
+from graphflow.meta.metaloss import MetaBatch, MetaGradient, weighted_unroll
+
+
+class TaskDraws(Interface):
+    """What an estimator asks of the run: tasks, initial networks and seeds."""
+
+    def batch(self, tasks: int, steps: int) -> tuple[MetaBatch, dict]:
+        """Fresh tasks of ``steps`` inner steps and their initial networks, from the run's generator."""
+
+    def task(self, seed: int, steps: int) -> tuple[MetaBatch, dict]:
+        """The one task of ``seed`` (a batch of one task) and its initial network: the same every time."""
+
+    def task_seed(self) -> int:
+        """A seed for a new persistent task, from the run's generator."""
+
+    def noise_seed(self) -> int:
+        """The seed of one outer step's perturbations (and truncation length), from the run's generator."""
+
+
+# ----------------------------------------------------------------------------------------------
+# the inner loop the ES-type and truncated estimators run
+
+
+class EngineLoop:
+    """The inner loop of a graph under a protocol whose trained entries an estimator sets.
+
+    ``parameters(protocol)`` gives the trained entries (``trainable``) as backend arrays and makes
+    the other entries of ``protocol`` the ones later runs use; ``run(params, state, batch,
+    hint_scale, heldout_scale, tape)`` runs every step of ``batch`` from ``state`` with the trained
+    entries ``params`` (leaves of ``tape`` when given, for reverse mode) and returns the state
+    after them and the per-task terms of :func:`~graphflow.meta.metaloss.weighted_unroll`;
+    ``fresh(init)`` is the state of initial networks (``"<block>/w"`` -> [T, ...]) and
+    ``parameter_shapes()`` their per-task shapes.
+
+    >>> import graphflow as gf
+    >>> from graphflow.learners import Protocol
+    >>> g = gf.build(gf.stack(1, gf.Dense(3), gf.Tanh(), gf.Dense(1), gf.L2Loss()))
+    >>> protocol = Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(4, 4)))
+    >>> loop = EngineLoop(g, protocol, ["norm::dense0/w::out_scale"])
+    >>> list(loop.parameters(protocol))
+    ['norm::dense0/w::out_scale']
+    """
+
+    def __init__(self, graph, protocol, trainable: list[str], backend="numpy", dtype=np.float32,
+                 weights: tuple[float, float] = (0.7, 0.3), threads: int | None = None):
+        self.base = get_backend(backend, dtype)
+        self.graph = graph
+        self.engine = Engine(graph, protocol, self.base, threads=threads)
+        self.trainable = list(trainable)
+        self.hint_weight, self.heldout_weight = weights
+        self._traced: Engine | None = None
+        self._tables = (self.engine.learner_params, self.engine.norm_params)
+
+    def parameters(self, protocol) -> dict:
+        self.engine.set_protocol(protocol)
+        self._tables = (self.engine.learner_params, self.engine.norm_params)
+        flat = protocol.flat()
+        unknown = [k for k in self.trainable if k not in flat]
+        if unknown:
+            raise GraphflowError(f"the protocol has no entry {unknown[0]} to estimate a gradient for")
+        return {k: self.base.asarray(flat[k]) for k in self.trainable}
+
+    def run(self, params: dict, state: NetState, batch: MetaBatch, hint_scale, heldout_scale, tape: Tape | None = None):
+        eng = self.engine if tape is None else self._traced_engine()
+        learners, norms = self._tables
+        eng.learner_params = {g: dict(p) for g, p in learners.items()}
+        eng.norm_params = {g: dict(p) for g, p in norms.items()}
+        for text, value in params.items():
+            key = ParamKey.parse(text)
+            (eng.learner_params if key.table == "learner" else eng.norm_params)[key.group][key.name] = value
+        heldout = None if heldout_scale is None else heldout_scale * self.heldout_weight
+        with self.base.compute():
+            return weighted_unroll(eng, state, batch, 0, batch.steps, hint_scale, self.hint_weight, heldout)
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.engine.parameter_shapes()
+
+    def fresh(self, init: dict) -> NetState:
+        shapes = self.engine.parameter_shapes()
+        if set(init) != set(shapes):
+            raise ValueError(f"initial network: missing {sorted(set(shapes) - set(init))}, "
+                             f"unknown {sorted(set(init) - set(shapes))}")
+        # copies: persistent states are written row by row, never into the run's pool of networks
+        return NetState({k: self.base.xp.array(self.base.asarray(v), copy=True) for k, v in init.items()})
+
+    def _traced_engine(self) -> Engine:
+        if self._traced is None:
+            self._traced = Engine(self.graph, self.engine.protocol, traced_backend(self.base),
+                                  threads=self.engine.threads)
+        return self._traced
+
+
+# ----------------------------------------------------------------------------------------------
+# exact backprop
+
+
+class BpttEstimator:
+    """Exact reverse mode through whole unrolls of ``steps`` inner steps: the outer batch's tasks
+    are split into ``shards`` whose :class:`MetaGradient`\\ s run in parallel threads (each
+    splitting its large learner calls over ``threads_per_shard``). Carries nothing between steps."""
+
+    kind = "bptt"
+
+    def __init__(self, graph, protocol, trainable: list[str], tasks: int, steps: int, weights=(0.7, 0.3),
+                 backend="numpy", recompute_every: int | None = None, init_trainable: bool = False,
+                 shards: int = 1, threads_per_shard: int | None = None):
+        self.tasks, self.steps, self.weights, self.init_trainable = tasks, steps, weights, init_trainable
+        self.metagrads = [MetaGradient(graph, protocol, backend, trainable=trainable, recompute_every=recompute_every,
+                                       threads=threads_per_shard) for _ in range(shards)]
+
+    def estimate(self, protocol, draws: TaskDraws):
+        batch, init = draws.batch(self.tasks, self.steps)
+        return self.gradient(protocol, batch, init)
+
+    def gradient(self, protocol, batch: MetaBatch, init: dict):
+        """Meta-loss and gradient of one outer batch, its tasks split over the shards' threads."""
+        shards = np.array_split(np.arange(batch.tasks), len(self.metagrads))
+
+        def run(k):
+            idx = shards[k]
+            part_init = init if self.init_trainable else {key: v[idx] for key, v in init.items()}
+            return self.metagrads[k](protocol, batch.select(idx), part_init, *self.weights,
+                                     init_trainable=self.init_trainable)
+
+        if len(shards) == 1:
+            return run(0)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(shards)) as pool:
+            results = list(pool.map(run, range(len(shards))))
+        weights = [len(s) / batch.tasks for s in shards]
+        loss = sum(w * r[0] for w, r in zip(weights, results))
+        grads = {key: sum(w * r[1][key] for w, r in zip(weights, results)) for key in results[0][1]}
+        return loss, grads
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def state_meta(self) -> dict:
+        return {"kind": self.kind}
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        _check_kind(self.kind, arrays, meta, source, check)
+
+    def abandon_tasks(self) -> None:
+        """Nothing persists between outer steps."""
+
+
+# ----------------------------------------------------------------------------------------------
+# evolution strategies: noise, shaping, the antithetic sum
+
+
+def pair_noise(shapes: dict[str, tuple], seed: int, pair: int) -> dict[str, np.ndarray]:
+    """The standard normal perturbation of antithetic pair ``pair`` at the outer step of ``seed``
+    (float64, one array per trained entry): regenerated, never stored.
+
+    >>> a = pair_noise({"w": (2,)}, 7, 0)
+    >>> bool(np.array_equal(a["w"], pair_noise({"w": (2,)}, 7, 0)["w"])), a["w"].shape
+    (True, (2,))
+    """
+    rng = np.random.default_rng([seed, 2, pair])
+    return {key: rng.standard_normal(shape) for key, shape in shapes.items()}
+
+
+def centered_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks of ``values`` scaled to [-0.5, 0.5] (the smallest -0.5): fitness shaping.
+
+    >>> centered_ranks(np.array([3.0, -1.0, 10.0])).tolist()
+    [0.0, -0.5, 0.5]
+    """
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return ranks / max(len(values) - 1, 1) - 0.5
+
+
+def _perturbed(theta: dict, noise: dict, scale: float, be) -> dict:
+    return {k: theta[k] + be.asarray(scale * noise[k]) for k in theta}
+
+
+def _shapes(theta: dict) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in theta.items()}
+
+
+class EsEstimator:
+    """Antithetic ES over whole unrolls of ``steps`` inner steps: ``population`` perturbed
+    protocols theta +- sigma * eps_j (pairs j), each run forward over the same outer batch, and
+
+        g = sum_j eps_j (L(theta + sigma eps_j) - L(theta - sigma eps_j)) / (population * sigma),
+
+    an unbiased estimate of the gradient of the Gaussian-smoothed meta-loss (the exact gradient up
+    to O(sigma^2)). ``centered_rank`` shaping replaces the losses by their centred ranks. No tape:
+    memory does not grow with the unroll. Population members run one after another, each as one
+    engine run over all tasks (the engine's batch axis holds the tasks under one protocol; running
+    the population as one more batch axis needs per-task protocol parameters in the engine).
+    """
+
+    kind = "es"
+
+    def __init__(self, loop, tasks: int, steps: int, population: int, sigma: float, fitness_shaping: str = "none"):
+        if population < 2 or population % 2:
+            raise ValueError(f"population {population}: antithetic pairs need an even population of at least 2")
+        self.loop, self.tasks, self.steps = loop, tasks, steps
+        self.population, self.sigma, self.fitness_shaping = population, sigma, fitness_shaping
+
+    def estimate(self, protocol, draws: TaskDraws):
+        batch, init = draws.batch(self.tasks, self.steps)
+        return self.gradient(protocol, batch, init, draws.noise_seed())
+
+    def gradient(self, protocol, batch: MetaBatch, init: dict, seed: int):
+        """Meta-loss (the population's mean) and the ES estimate on one outer batch, with the noise of ``seed``."""
+        loop = self.loop
+        theta = loop.parameters(protocol)
+        shapes = _shapes(theta)
+        losses = np.empty(self.population)
+        for member in range(self.population):
+            pair, sign = divmod(member, 2)
+            params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma, loop.base)
+            _, terms = loop.run(params, loop.fresh(init), batch, 1.0 / batch.steps, 1.0)
+            losses[member] = float(loop.base.to_numpy(terms).mean())
+        fitness = centered_ranks(losses) if self.fitness_shaping == "centered_rank" else losses
+        diffs = fitness[0::2] - fitness[1::2]
+        grads = {k: np.zeros(s) for k, s in shapes.items()}
+        for pair, diff in enumerate(diffs):
+            for k, eps in pair_noise(shapes, seed, pair).items():
+                grads[k] += eps * (diff / (self.population * self.sigma))
+        return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def state_meta(self) -> dict:
+        return {"kind": self.kind}
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        _check_kind(self.kind, arrays, meta, source, check)
+
+    def abandon_tasks(self) -> None:
+        """Nothing persists between outer steps."""
+
+
+# ----------------------------------------------------------------------------------------------
+# persistent tasks: the truncated estimators' inner loops
+
+
+def draw_length(schedule, rng: np.random.Generator) -> int:
+    """One length of a schedule: an int (itself), ``constant`` or ``log_uniform`` (learned_optimization's
+    ``LogUniformLengthSchedule``: exp of a uniform draw between log(low) and log(high + 1), rounded down).
+
+    >>> from graphflow.spec.experiment import LogUniformLength
+    >>> rng = np.random.default_rng(0)
+    >>> sorted({draw_length(LogUniformLength(low=2, high=5), rng) for _ in range(200)})
+    [2, 3, 4, 5]
+    """
+    if isinstance(schedule, int):
+        return schedule
+    low, high = schedule.bounds()
+    if low == high:
+        return low
+    return int(min(high, max(low, math.floor(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))))
+
+
+def _stack(parts: list):
+    """Concatenate per-task data (arrays, or dicts of arrays by block) along the task axis."""
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)
+
+
+def _slice_steps(data, a: int, b: int):
+    return {k: v[:, a:b] for k, v in data.items()} if isinstance(data, dict) else data[:, a:b]
+
+
+class PersistentTasks:
+    """The tasks a truncated estimator walks through their unrolls, ``truncation`` steps at a time.
+
+    Per task slot: the seed it was drawn from (its data and initial network come back from
+    ``draws.task(seed, length)``, so neither is stored), its unroll length and the next inner step
+    it runs. A task whose unroll has ended is replaced by a new one at the next outer step. With
+    ``stagger``, the first tasks start at spread positions (multiples of a constant truncation).
+    """
+
+    def __init__(self, count: int, unroll, truncation, stagger: bool = True):
+        self.count, self.unroll, self.truncation, self.stagger = count, unroll, truncation, stagger
+        self.seeds: np.ndarray | None = None  # None: no tasks yet
+        self.lengths = np.zeros(count, np.int64)
+        self.positions = np.zeros(count, np.int64)
+        self._data: dict[int, tuple] = {}
+
+    @property
+    def started(self) -> bool:
+        return self.seeds is not None
+
+    def replace(self, slots, draws: TaskDraws) -> None:
+        """New tasks (seeds from the run's generator, in slot order) in ``slots``, at step 0."""
+        if self.seeds is None:
+            self.seeds = np.zeros(self.count, np.int64)
+        for t in slots:
+            seed = draws.task_seed()
+            self.seeds[t] = seed
+            self.lengths[t] = draw_length(self.unroll, np.random.default_rng([seed, 7]))
+            self.positions[t] = 0
+            self._data.pop(int(t), None)
+
+    def offsets(self) -> np.ndarray:
+        """Where the first tasks start: spread over their unrolls, on multiples of a constant truncation."""
+        if not self.stagger:
+            return np.zeros(self.count, np.int64)
+        grain = self.truncation if isinstance(self.truncation, int) else (
+            self.truncation.length if self.truncation.kind == "constant" else 1)
+        return np.array([(t * int(n)) // self.count // grain * grain for t, n in enumerate(self.lengths)], np.int64)
+
+    def ended(self) -> list[int]:
+        return [t for t in range(self.count) if self.positions[t] >= self.lengths[t]]
+
+    def truncation_length(self, seed: int) -> int:
+        return draw_length(self.truncation, np.random.default_rng([seed, 1]))
+
+    def groups(self, k: int, slots=None) -> list[tuple[np.ndarray, int]]:
+        """(slots, window length) of this outer step: each task runs min(k, what is left of its
+        unroll) steps; tasks with the same length run together."""
+        slots = range(self.count) if slots is None else slots
+        by_length: dict[int, list[int]] = {}
+        for t in slots:
+            by_length.setdefault(int(min(k, self.lengths[t] - self.positions[t])), []).append(t)
+        return [(np.array(ts), n) for n, ts in sorted(by_length.items())]
+
+    def data(self, t: int, draws: TaskDraws) -> tuple[MetaBatch, dict]:
+        if t not in self._data:
+            self._data[t] = draws.task(int(self.seeds[t]), int(self.lengths[t]))
+        return self._data[t]
+
+    def initial(self, slots, draws: TaskDraws) -> dict:
+        inits = [self.data(int(t), draws)[1] for t in slots]
+        return {k: np.concatenate([i[k] for i in inits]) for k in inits[0]}
+
+    def window(self, slots: np.ndarray, steps: int, draws: TaskDraws, be):
+        """The next ``steps`` inner steps of the tasks in ``slots``: (their batch, the hint scale,
+        the held-out scale per task or None); see the module docstring for the weights."""
+        parts = [self.data(int(t), draws)[0] for t in slots]
+        starts = [int(self.positions[t]) for t in slots]
+        batch = MetaBatch(_stack([_slice_steps(p.x, a, a + steps) for p, a in zip(parts, starts)]),
+                          _stack([_slice_steps(p.y, a, a + steps) for p, a in zip(parts, starts)]),
+                          _stack([p.xe for p in parts]), _stack([p.ye for p in parts]))
+        ends = np.array([a + steps == self.lengths[t] for a, t in zip(starts, slots)])
+        heldout = None
+        if ends.any():
+            heldout = be.asarray(ends * self.lengths[slots] / steps)
+        return batch, 1.0 / steps, heldout
+
+    def advance(self, slots, steps: int) -> None:
+        self.positions[slots] += steps
+
+    # checkpoints
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        if not self.started:
+            return {}
+        return {"tasks/seeds": self.seeds.copy(), "tasks/lengths": self.lengths.copy(),
+                "tasks/positions": self.positions.copy()}
+
+    def load_state(self, arrays: dict, source: str, check: bool) -> None:
+        self._data = {}
+        if "tasks/seeds" not in arrays:
+            self.seeds = None
+            return
+        for name in ("seeds", "lengths", "positions"):
+            a = arrays.get(f"tasks/{name}")
+            if check and (a is None or a.shape != (self.count,) or a.dtype.kind not in "iu"):
+                raise GraphflowError(f"{source}: estimator/tasks/{name} must hold {self.count} integers (one per "
+                                     f"task of the outer batch)")
+        self.seeds, self.lengths, self.positions = (np.array(arrays[f"tasks/{n}"], np.int64)
+                                                    for n in ("seeds", "lengths", "positions"))
+        if check:
+            low, high = (self.unroll, self.unroll) if isinstance(self.unroll, int) else self.unroll.bounds()
+            if np.any(self.lengths < low) or np.any(self.lengths > high):
+                raise GraphflowError(f"{source}: estimator/tasks/lengths {self.lengths.tolist()} do not fit the "
+                                     f"estimator's unroll ({low} to {high} inner steps)")
+            if np.any(self.positions < 0) or np.any(self.positions > self.lengths):
+                raise GraphflowError(f"{source}: estimator/tasks/positions {self.positions.tolist()} lie outside "
+                                     f"their unrolls {self.lengths.tolist()}")
+
+
+# ----------------------------------------------------------------------------------------------
+# network states, row by row
+
+
+def _plain(state: NetState) -> NetState:
+    def value(a):
+        return a.value if isinstance(a, Var) else a
+
+    return NetState({k: value(v) for k, v in state.params.items()}, {k: value(v) for k, v in state.carries.items()},
+                    state.step)
+
+
+def _rows(state: NetState, slots) -> NetState:
+    return NetState({k: v[slots] for k, v in state.params.items()}, {k: v[slots] for k, v in state.carries.items()},
+                    state.step)
+
+
+def _put_rows(state: NetState, slots, part: NetState, xp) -> None:
+    """Write ``part`` (the tasks of ``slots``) into ``state``; a carry ``part`` lacks is zero (a
+    fresh network), one only ``part`` has is zero for the other tasks."""
+    tasks = len(next(iter(state.params.values())))
+    for k, v in part.params.items():
+        state.params[k][slots] = v
+    for k, v in part.carries.items():
+        if k not in state.carries:
+            state.carries[k] = xp.zeros((tasks,) + tuple(v.shape[1:]), v.dtype)
+        state.carries[k][slots] = v
+    for k, v in state.carries.items():
+        if k not in part.carries:
+            v[slots] = 0
+
+
+def _state_arrays(prefix: str, states: list[NetState], be) -> dict[str, np.ndarray]:
+    out = {f"{prefix}params/{k}": np.stack([be.to_numpy(s.params[k]) for s in states]) for k in states[0].params}
+    out.update({f"{prefix}carries/{k}": np.stack([be.to_numpy(s.carries[k]) for s in states])
+                for k in states[0].carries})
+    return out
+
+
+def _load_states(arrays: dict, prefix: str, members: int, tasks: int, shapes: dict, be, source: str,
+                 check: bool) -> list[NetState]:
+    """The ``members`` network states of :func:`_state_arrays` (copies: they are written in place)."""
+    tables = {}
+    for table in ("params", "carries"):
+        start = f"{prefix}{table}/"
+        tables[table] = {k[len(start):]: a for k, a in arrays.items() if k.startswith(start)}
+        for k, a in tables[table].items() if check else ():
+            want = (members, tasks) + (shapes.get(k, ()) if table == "params" else tuple(a.shape[2:]))
+            if tuple(a.shape) != want or a.dtype.kind != "f":
+                raise GraphflowError(f"{source}: estimator/{start}{k} has shape {list(a.shape)}; {members} "
+                                     f"member(s) x {tasks} tasks of this network need {list(want)}")
+    if check and set(tables["params"]) != set(shapes):
+        raise GraphflowError(f"{source}: the estimator's inner networks hold {sorted(tables['params'])}; the graph "
+                             f"has {sorted(shapes)}")
+    return [NetState(*({k: be.xp.array(be.asarray(a[m]), copy=True) for k, a in tables[t].items()}
+                       for t in ("params", "carries"))) for m in range(members)]
+
+
+def _check_kind(kind: str, arrays: dict, meta: dict, source: str, check: bool) -> None:
+    if check and meta.get("kind", kind) != kind:
+        raise GraphflowError(f"{source}: the estimator state is a {meta.get('kind')!r} estimator's; the experiment "
+                             f"uses {kind!r}")
+
+
+class _Truncated:
+    """What truncated backprop and PES share: the persistent tasks, ``members`` inner networks per
+    task, restarts, the staggered start and their checkpoint data."""
+
+    kind = ""
+    members = 1
+
+    def __init__(self, loop, tasks: int, unroll, truncation, stagger: bool = True):
+        self.loop = loop
+        self.tasks = PersistentTasks(tasks, unroll, truncation, stagger)
+        self.states: list[NetState] = []
+
+    def _begin(self, theta: dict, draws: TaskDraws) -> list[int]:
+        """Start the tasks (staggered) or replace those whose unroll ended; the slots restarted."""
+        tasks = self.tasks
+        if not tasks.started:
+            tasks.replace(range(tasks.count), draws)
+            state = self.loop.fresh(tasks.initial(range(tasks.count), draws))
+            offsets = tasks.offsets()
+            for offset in sorted(set(offsets.tolist()) - {0}):  # reach the spread positions, no estimate
+                slots = np.nonzero(offsets == offset)[0]
+                batch, hint_scale, _ = tasks.window(slots, offset, draws, self.loop.base)
+                end, _ = self.loop.run(theta, _rows(state, slots), batch, hint_scale, None)
+                _put_rows(state, slots, end, self.loop.base.xp)
+                tasks.advance(slots, offset)
+            self.states = [state] + [_copy(state, self.loop.base.xp) for _ in range(self.members - 1)]
+            return list(range(tasks.count))
+        ended = tasks.ended()
+        if ended:
+            tasks.replace(ended, draws)
+            fresh = self.loop.fresh(tasks.initial(ended, draws))
+            for state in self.states:
+                _put_rows(state, np.array(ended), fresh, self.loop.base.xp)
+        return ended
+
+    def abandon_tasks(self) -> None:
+        """Drop every task: the next estimate starts new ones (after a rollback, the inner states may be what diverged)."""
+        self.tasks.seeds = None
+        self.states = []
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = self.tasks.state_arrays()
+        if self.tasks.started:
+            arrays.update(_state_arrays("state/", self.states, self.loop.base))
+        return arrays
+
+    def state_meta(self) -> dict:
+        return {"kind": self.kind, "started": self.tasks.started}
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        _check_kind(self.kind, arrays, meta, source, check)
+        self.tasks.load_state(arrays, source, check)
+        self.states = []
+        if self.tasks.started:
+            self.states = _load_states(arrays, "state/", self.members, self.tasks.count,
+                                       self.loop.parameter_shapes(), self.loop.base, source, check)
+
+
+def _copy(state: NetState, xp) -> NetState:
+    return NetState({k: xp.array(v, copy=True) for k, v in state.params.items()},
+                    {k: xp.array(v, copy=True) for k, v in state.carries.items()}, state.step)
+
+
+class TruncatedEstimator(_Truncated):
+    """Truncated backprop: each outer step runs the next K steps of every task's persistent inner
+    loop under a tape and differentiates their share of the meta-loss, the network state at the
+    truncation's start held constant. Memory of K steps whatever the unroll; biased towards
+    protocols that look good over K steps (it cannot see how the protocol shaped the state it
+    starts from)."""
+
+    kind = "truncated"
+
+    def estimate(self, protocol, draws: TaskDraws):
+        loop, tasks = self.loop, self.tasks
+        theta = loop.parameters(protocol)
+        self._begin(theta, draws)
+        k = tasks.truncation_length(draws.noise_seed())
+        state = self.states[0]
+        total, grads = 0.0, {key: None for key in theta}
+        for slots, steps in tasks.groups(k):
+            batch, hint_scale, heldout = tasks.window(slots, steps, draws, loop.base)
+            with Tape(loop.base) as tape:
+                leaves = {key: tape.var(v) for key, v in theta.items()}
+                end, terms = loop.run(leaves, _rows(state, slots), batch, hint_scale, heldout, tape=tape)
+                part = terms.sum() * (1.0 / tasks.count)
+            gs = grad(tape, part, list(leaves.values())) if isinstance(part, Var) else [None] * len(leaves)
+            for key, g in zip(theta, gs):
+                if g is not None:
+                    grads[key] = g if grads[key] is None else grads[key] + g
+            total += float(loop.base.to_numpy(_plain_value(part)))
+            _put_rows(state, slots, _plain(end), loop.base.xp)
+            tasks.advance(slots, steps)
+        return total, {key: loop.base.to_numpy(g) if g is not None else np.zeros(_shapes(theta)[key], loop.base.dtype)
+                       for key, g in grads.items()}
+
+
+def _plain_value(a):
+    return a.value if isinstance(a, Var) else a
+
+
+class PesEstimator(_Truncated):
+    """Persistent ES over truncations (Vicol et al. 2021): ``population`` members, each with its
+    own inner network per task, run the next K steps with theta +- sigma * eps_j (fresh pair noise
+    each outer step); every member keeps Z, the sum of the noise it ran with since its task
+    (re)started, and
+
+        g = mean over tasks of sum_j Z_j (L_j+ - L_j-) / (population * sigma),
+
+    which summed over a task's truncations is unbiased for the gradient of its whole unroll's
+    (smoothed) meta-loss, unlike truncated backprop. Both members of a pair start a task from the
+    same network; Z starts at zero when its task restarts. Forward passes only; members run one
+    after another (see :class:`EsEstimator`).
+    """
+
+    kind = "pes"
+
+    def __init__(self, loop, tasks: int, unroll, truncation, population: int, sigma: float, stagger: bool = True):
+        if population < 2 or population % 2:
+            raise ValueError(f"population {population}: antithetic pairs need an even population of at least 2")
+        super().__init__(loop, tasks, unroll, truncation, stagger)
+        self.members, self.population, self.sigma = population, population, sigma
+        self.accumulated: dict[str, np.ndarray] = {}
+        """Protocol key -> Z of every task and pair, [tasks, pairs, *shape] (float64)."""
+
+    def estimate(self, protocol, draws: TaskDraws):
+        loop, tasks = self.loop, self.tasks
+        theta = loop.parameters(protocol)
+        shapes = _shapes(theta)
+        pairs = self.population // 2
+        restarted = self._begin(theta, draws)
+        if not self.accumulated or set(self.accumulated) != set(shapes):
+            self.accumulated = {k: np.zeros((tasks.count, pairs) + s) for k, s in shapes.items()}
+        for z in self.accumulated.values():
+            z[restarted] = 0.0
+        seed = draws.noise_seed()
+        windows = [(slots, tasks.window(slots, steps, draws, loop.base)) for slots, steps in
+                   tasks.groups(tasks.truncation_length(seed))]
+        losses = np.empty((self.population, tasks.count))
+        for pair in range(pairs):
+            noise = pair_noise(shapes, seed, pair)
+            for key, eps in noise.items():
+                self.accumulated[key][:, pair] += eps
+            for sign, member in ((1.0, 2 * pair), (-1.0, 2 * pair + 1)):
+                params = _perturbed(theta, noise, sign * self.sigma, loop.base)
+                state = self.states[member]
+                for slots, (batch, hint_scale, heldout) in windows:
+                    end, terms = loop.run(params, _rows(state, slots), batch, hint_scale, heldout)
+                    _put_rows(state, slots, end, loop.base.xp)
+                    losses[member, slots] = loop.base.to_numpy(terms)
+        for slots, (batch, _, _) in windows:
+            tasks.advance(slots, batch.steps)
+        diffs = losses[0::2] - losses[1::2]  # [pairs, tasks]
+        scale = 1.0 / (self.population * self.sigma * tasks.count)
+        grads = {k: np.einsum("tp...,pt->...", z, diffs) * scale for k, z in self.accumulated.items()}
+        return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
+
+    def abandon_tasks(self) -> None:
+        super().abandon_tasks()
+        self.accumulated = {}
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super().state_arrays()
+        if self.tasks.started:
+            arrays.update({f"accumulated/{k}": z.copy() for k, z in self.accumulated.items()})
+        return arrays
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        super().load_state(arrays, meta, source, check)
+        self.accumulated = {k[len("accumulated/"):]: np.array(a, np.float64) for k, a in arrays.items()
+                            if k.startswith("accumulated/")}
+        if check and self.tasks.started:
+            pairs = self.population // 2
+            trained = set(self.loop.trainable)
+            if set(self.accumulated) != trained:
+                raise GraphflowError(f"{source}: the PES state accumulates perturbations of "
+                                     f"{len(self.accumulated)} protocol entries; the experiment trains {len(trained)}")
+            for k, z in self.accumulated.items():
+                if z.shape[:2] != (self.tasks.count, pairs):
+                    raise GraphflowError(f"{source}: estimator/accumulated/{k} has shape {list(z.shape)}; "
+                                         f"{self.tasks.count} tasks x {pairs} pairs x the entry's shape expected")
+
+
+# ----------------------------------------------------------------------------------------------
+# from the experiment spec
+
+
+def make_estimator(spec, graph, protocol, trainable: list[str], meta, backend="numpy", init_trainable: bool = False,
+                   shards: int = 1, threads_per_shard: int | None = None, dtype=np.float32):
+    """The estimator an experiment's ``meta.estimator`` spec names, for ``protocol``'s ``trainable`` entries.
+
+    >>> import graphflow as gf
+    >>> from graphflow.learners import Protocol
+    >>> from graphflow.spec import MetaTrainingSpec
+    >>> g = gf.build(gf.stack(1, gf.Dense(3), gf.Tanh(), gf.Dense(1), gf.L2Loss()))
+    >>> protocol = Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(4, 4)))
+    >>> meta = MetaTrainingSpec(estimator={"kind": "pes", "unroll": 20, "truncation": 5, "population": 4})
+    >>> make_estimator(meta.estimator, g, protocol, protocol.trainable(), meta).kind
+    'pes'
+    """
+    weights = (meta.hint_weight, meta.heldout_weight)
+    if spec.kind == "bptt":
+        return BpttEstimator(graph, protocol, trainable, meta.outer_batch, meta.inner_steps, weights, backend,
+                             spec.recompute_every, init_trainable, shards, threads_per_shard)
+    loop = EngineLoop(graph, protocol, trainable, backend, dtype, weights)
+    if spec.kind == "es":
+        return EsEstimator(loop, meta.outer_batch, meta.inner_steps, spec.population, spec.sigma, spec.fitness_shaping)
+    if spec.kind == "truncated":
+        return TruncatedEstimator(loop, meta.outer_batch, spec.unroll, spec.truncation, spec.stagger)
+    return PesEstimator(loop, meta.outer_batch, spec.unroll, spec.truncation, spec.population, spec.sigma, spec.stagger)

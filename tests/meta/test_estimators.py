@@ -1,0 +1,359 @@
+"""The meta-gradient estimators against their oracles: exact backprop, finite differences, and the
+bias and variance each is known for.
+
+- float64, a small protocol (four update scales and one GRU bias trained): ES and PES approach
+  :class:`MetaGradient`'s exact gradient, their error falling as 1/sqrt(population);
+- a scalar toy inner loop (learning rate -> SGD on a noisy target, T = 100 in truncations of
+  10), run by the same estimator classes: PES is unbiased, truncated backprop is not;
+- ES's memory does not grow with the unroll;
+- the persistent tasks: staggered starts, restarts, antithetic pairs sharing their start.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import graphflow as gf
+from graphflow.backend import get_backend
+from graphflow.engine import Engine, NetState
+from graphflow.errors import SpecError
+from graphflow.learners import Protocol
+from graphflow.meta.estimators import (
+    EngineLoop,
+    EsEstimator,
+    PesEstimator,
+    TruncatedEstimator,
+    centered_ranks,
+    draw_length,
+    pair_noise,
+)
+from graphflow.meta.metaloss import MetaBatch, MetaGradient
+from graphflow.spec import LogUniformLength, parse_experiment_spec
+from graphflow.presets import sinusoid
+from tests.meta.test_metaloss import batch_for
+
+
+def flat(grads: dict, keys: list[str]) -> np.ndarray:
+    return np.concatenate([np.ravel(grads[k]) for k in keys])
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class FixedDraws:
+    """Tasks of a fixed outer batch, one per seed 0, 1, ... in order; noise seeds from ``noise``."""
+
+    def __init__(self, batch: MetaBatch, init: dict, noise: int = 0):
+        self.fixed, self.init, self.next_task, self.noise = batch, init, 0, noise
+
+    def batch(self, tasks, steps):
+        assert (tasks, steps) == (self.fixed.tasks, self.fixed.steps)
+        return self.fixed, self.init
+
+    def task(self, seed, steps):
+        assert steps == self.fixed.steps
+        return self.fixed.select([seed]), {k: v[[seed]] for k, v in self.init.items()}
+
+    def task_seed(self):
+        self.next_task += 1
+        return self.next_task - 1
+
+    def noise_seed(self):
+        self.noise += 1
+        return self.noise
+
+
+# ----------------------------------------------------------------------------------------------
+# a small protocol in float64: the estimators against exact backprop
+
+TRAINED = ["norm::dense0/w::out_scale", "norm::dense0/b::out_scale", "norm::dense2/w::out_scale",
+           "norm::dense2/b::out_scale", "learner::dense2/w::gru.b_next"]
+
+
+def small_case(steps: int):
+    graph = gf.build(gf.stack(1, gf.Dense(3), gf.Tanh(), gf.Dense(1), gf.L2Loss()))
+    protocol = Protocol.init(graph, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(4, 4)), seed=3)
+    rng = np.random.default_rng(0)
+    batch = batch_for(graph, rng, tasks=2, steps=steps, shots=4)
+    init = dict(Engine(graph, protocol).init_network(rng, 2, init_std=0.7).params)
+    exact = MetaGradient(graph, protocol, dtype=np.float64, trainable=TRAINED)(protocol, batch, init)
+    return graph, protocol, batch, init, exact
+
+
+def test_truncated_backprop_with_one_truncation_per_unroll_is_bptt():
+    graph, protocol, batch, init, (loss, exact) = small_case(steps=4)
+    loop = EngineLoop(graph, protocol, TRAINED, dtype=np.float64)
+    whole = TruncatedEstimator(loop, 2, 4, 4, stagger=False)
+    got_loss, got = whole.estimate(protocol, FixedDraws(batch, init))
+    assert got_loss == pytest.approx(loss, rel=1e-14)
+    np.testing.assert_allclose(flat(got, TRAINED), flat(exact, TRAINED), rtol=1e-12, atol=1e-16)
+    # in two truncations, the shares (scaled back by K / T) add up to the meta-loss of the whole unroll
+    halves = TruncatedEstimator(loop, 2, 4, 2, stagger=False)
+    draws = FixedDraws(batch, init)
+    assert sum(halves.estimate(protocol, draws)[0] * 0.5 for _ in range(2)) == pytest.approx(loss, rel=1e-12)
+
+
+def es_estimate(estimator, protocol, batch, init, seed):
+    return estimator.gradient(protocol, batch, init, seed)[1]
+
+
+def pes_estimate(estimator, protocol, batch, init, seed):
+    """The sum over the truncations of one whole unroll (each scaled back by K / T)."""
+    draws = FixedDraws(batch, init, noise=1000 * seed)
+    k, t = estimator.tasks.truncation, estimator.tasks.unroll
+    grads = [estimator.estimate(protocol, draws)[1] for _ in range(t // k)]
+    return {key: sum(g[key] for g in grads) * (k / t) for key in grads[0]}
+
+
+@pytest.mark.parametrize("kind", ["es", "pes"])
+def test_es_and_pes_approach_the_exact_gradient(kind):
+    """Relative error sqrt(mean |g - exact|^2) / |exact| over seeds at populations 8, 32, 128:
+    about sqrt((d + 1) / pairs) for antithetic ES in d = 9 dimensions, halving for each 4x; every
+    estimate at 128 points within 25 degrees of the exact gradient (cosine >= 0.9)."""
+    steps = 3 if kind == "es" else 4
+    graph, protocol, batch, init, (_, exact) = small_case(steps)
+    want = flat(exact, TRAINED)
+    loop = EngineLoop(graph, protocol, TRAINED, dtype=np.float64)
+    errors, cosines = [], []
+    for population in (8, 32, 128):
+        estimates = []
+        for seed in range(4 if kind == "es" else 3):
+            if kind == "es":
+                est = es_estimate(EsEstimator(loop, 2, steps, population, 1e-3), protocol, batch, init, seed)
+            else:
+                pes = PesEstimator(loop, 2, steps, 2, population, 1e-3, stagger=False)
+                est = pes_estimate(pes, protocol, batch, init, seed)
+            estimates.append(flat(est, TRAINED))
+        errors.append(np.sqrt(np.mean([np.sum((e - want) ** 2) for e in estimates])) / np.linalg.norm(want))
+        cosines.append([cosine(e, want) for e in estimates])
+    print(f"{kind}: relative error at populations 8, 32, 128: {np.round(errors, 3).tolist()}; cosines at 128: "
+          f"{np.round(cosines[-1], 3).tolist()}")
+    ratios = [errors[k] / errors[k + 1] for k in range(2)]
+    assert all(1.3 < r < 3.1 for r in ratios), (errors, ratios)  # 1/sqrt(P): 2 for each 4x
+    assert min(cosines[-1]) >= 0.9, cosines[-1]
+
+
+def test_es_peak_memory_does_not_grow_with_the_unroll():
+    """Forward passes only: the peak of an ES estimate (tracemalloc) is one inner step's working
+    memory whatever the unroll. Batches are wide (40 examples) so that a step's arrays dominate the
+    few hundred bytes the engine keeps per step (docs/estimators.md); backprop's tape, for scale,
+    holds more than twice that at T = 10 already."""
+    graph = gf.build(sinusoid())
+    protocol = Protocol.init(graph, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(8, 8)))
+    loop = EngineLoop(graph, protocol, protocol.trainable())
+    rng = np.random.default_rng(0)
+    init = dict(Engine(graph, protocol).init_network(rng, 2).params)
+    batches = {steps: batch_for(graph, rng, tasks=2, steps=steps, shots=40) for steps in (10, 100)}
+
+    def peak(run):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            run()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def es(steps):
+        return lambda: EsEstimator(loop, 2, steps, 2, 0.01).gradient(protocol, batches[steps], init, 1)
+
+    es(10)()  # first-call allocations are not the unroll's
+    short, long = peak(es(10)), peak(es(100))
+    print(f"ES peak memory: {short / 2**20:.2f} MiB at T = 10, {long / 2**20:.2f} MiB at T = 100")
+    assert long < 1.2 * short, (short, long)
+    mg = MetaGradient(graph, protocol, trainable=protocol.trainable())
+    tape = peak(lambda: mg(protocol, batches[10], init))
+    assert tape > 2 * short, (tape, short)
+
+
+# ----------------------------------------------------------------------------------------------
+# a scalar toy where truncation bias is real
+
+
+class ScalarToy:
+    """SGD on a noisy scalar target, its learning rate the meta-parameter: w <- w - lr (w - y_i);
+    the hint loss of step i is 0.5 (w - y_i)^2 after the update, the held-out loss 0.5 (w - ye)^2.
+    An inner loop with the members :class:`EngineLoop` has, run by the same estimators."""
+
+    base = get_backend("numpy", np.float64)
+    trainable = ["lr"]
+    hint_weight, heldout_weight = 0.7, 0.3
+
+    def parameters(self, protocol):
+        return {"lr": np.asarray(protocol["lr"], np.float64)}
+
+    def parameter_shapes(self):
+        return {"w": ()}
+
+    def fresh(self, init):
+        return NetState({"w": np.array(init["w"], np.float64)})
+
+    def run(self, params, state, batch, hint_scale, heldout_scale, tape=None):
+        lr, w, hints = params["lr"], state.params["w"], 0.0
+        for i in range(batch.steps):
+            y = batch.y[:, i, 0, 0]
+            w = w - lr * (w - y)
+            hints = hints + (w - y) * (w - y) * 0.5
+        terms = hints * hint_scale * self.hint_weight
+        if heldout_scale is not None:
+            held = batch.ye[:, 0, 0]
+            terms = terms + (w - held) * (w - held) * 0.5 * (heldout_scale * self.heldout_weight)
+        return NetState({"w": w}), terms
+
+
+class ToyDraws:
+    """Toy tasks from seeds: a target c ~ N(0, 1) observed with noise 0.5, a start w ~ N(0, 1)."""
+
+    def __init__(self, seed: int):
+        self.seed, self.count = seed, 0
+
+    def task(self, seed, steps):
+        rng = np.random.default_rng([self.seed, seed])
+        c, w = rng.standard_normal(2)
+        y = c + 0.5 * rng.standard_normal((1, steps, 1, 1))
+        return MetaBatch(np.zeros_like(y), y, np.zeros((1, 1, 1)), np.full((1, 1, 1), c)), {"w": np.array([w])}
+
+    def task_seed(self):
+        self.count += 1
+        return self.count
+
+    def noise_seed(self):
+        self.count += 1
+        return self.seed * 10**6 + self.count
+
+
+LR = {"lr": 0.03}
+T, K, TOY_TASKS = 100, 10, 8
+
+
+def toy_estimate(estimator, seed: int) -> tuple[float, float]:
+    """Meta-loss and gradient of one whole unroll of every task, summed over its truncations."""
+    draws = ToyDraws(seed)
+    parts = [estimator.estimate(LR, draws) for _ in range(T // estimator.tasks.truncation)]
+    scale = estimator.tasks.truncation / T
+    return sum(p[0] for p in parts) * scale, sum(float(p[1]["lr"]) for p in parts) * scale
+
+
+def test_the_toy_unroll_gradient_is_its_finite_difference():
+    whole = TruncatedEstimator(ScalarToy(), TOY_TASKS, T, T, stagger=False)
+    loss, g = toy_estimate(whole, 0)
+
+    def meta_loss(lr):
+        return TruncatedEstimator(ScalarToy(), TOY_TASKS, T, T, stagger=False).estimate({"lr": lr}, ToyDraws(0))[0]
+
+    eps = 1e-6
+    assert g == pytest.approx((meta_loss(0.03 + eps) - meta_loss(0.03 - eps)) / (2 * eps), rel=1e-6)
+    assert loss == pytest.approx(meta_loss(0.03), rel=1e-14)
+
+
+def test_pes_is_unbiased_where_truncated_backprop_is_not():
+    """T = 100 in truncations of 10, 8 tasks per seed, 150 seeds (fresh tasks and noise each): the
+    mean difference to the whole unroll's gradient is within 3 standard errors for PES, and more
+    than 10 standard errors (and a fifth of the gradient) for truncated backprop, which cannot see
+    that a larger learning rate also helps the steps after each truncation."""
+    seeds = range(150)
+    full = np.array([toy_estimate(TruncatedEstimator(ScalarToy(), TOY_TASKS, T, T, stagger=False), s)[1]
+                     for s in seeds])
+    truncated = np.array([toy_estimate(TruncatedEstimator(ScalarToy(), TOY_TASKS, T, K, stagger=False), s)[1]
+                          for s in seeds])
+    pes = np.array([toy_estimate(PesEstimator(ScalarToy(), TOY_TASKS, T, K, 2, 1e-3, stagger=False), s)[1]
+                    for s in seeds])
+
+    def bias(estimates):
+        d = estimates - full
+        return d.mean(), d.std(ddof=1) / np.sqrt(len(d))
+
+    (pes_bias, pes_se), (tr_bias, tr_se) = bias(pes), bias(truncated)
+    print(f"toy, T = {T} in truncations of {K}: mean full gradient {full.mean():.4f}; PES bias {pes_bias:+.4f} "
+          f"(standard error {pes_se:.4f}); truncated backprop bias {tr_bias:+.4f} (standard error {tr_se:.4f})")
+    assert abs(pes_bias) < 3 * pes_se
+    assert abs(tr_bias) > 10 * tr_se and abs(tr_bias) > 0.2 * abs(full.mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# persistent tasks
+
+
+def test_tasks_start_staggered_and_restart_one_by_one():
+    tr = TruncatedEstimator(ScalarToy(), 4, 8, 2)
+    draws = ToyDraws(0)
+    tr.estimate(LR, draws)
+    assert tr.tasks.positions.tolist() == [2, 4, 6, 8] and tr.tasks.seeds.tolist() == [1, 2, 3, 4]
+    tr.estimate(LR, draws)  # the last task's unroll ended: it alone restarts
+    assert tr.tasks.positions.tolist() == [4, 6, 8, 2] and tr.tasks.seeds.tolist()[3] != 4
+
+
+def test_a_truncation_never_runs_past_the_end_of_its_unroll():
+    tr = TruncatedEstimator(ScalarToy(), 3, 5, 2, stagger=False)
+    draws = ToyDraws(0)
+    for positions in ([2, 2, 2], [4, 4, 4], [5, 5, 5], [2, 2, 2]):
+        tr.estimate(LR, draws)
+        assert tr.tasks.positions.tolist() == positions
+
+
+def test_pes_pairs_share_their_start_and_forget_their_noise_at_restarts():
+    """Unroll 2 in truncations of 1. After the restart at the third outer step, each pair's two
+    members ran one step from the same fresh network with lr +- sigma eps (so their mean is the
+    unperturbed step: the toy's step is linear in lr), and Z holds that step's noise alone."""
+    pes = PesEstimator(ScalarToy(), 2, 2, 1, 4, 0.1, stagger=False)
+    draws = ToyDraws(0)
+    pes.estimate(LR, draws)  # task seeds 1, 2; noise seed 3 (ToyDraws(0): noise seeds count on with the tasks)
+    pes.estimate(LR, draws)  # noise seed 4: Z = eps(3) + eps(4)
+    z = pair_noise({"lr": ()}, 3, 1)["lr"] + pair_noise({"lr": ()}, 4, 1)["lr"]
+    np.testing.assert_allclose(pes.accumulated["lr"][:, 1], [z, z], rtol=1e-14)
+    pes.estimate(LR, draws)  # both unrolls ended: task seeds 5, 6, noise seed 7
+    assert pes.tasks.seeds.tolist() == [5, 6] and pes.tasks.positions.tolist() == [1, 1]
+    for pair in range(2):
+        np.testing.assert_allclose(pes.accumulated["lr"][:, pair], pair_noise({"lr": ()}, 7, pair)["lr"], rtol=1e-14)
+    for t, seed in enumerate((5, 6)):
+        batch, init = draws.task(seed, 2)
+        w0, y0 = init["w"][0], batch.y[0, 0, 0, 0]
+        unperturbed = w0 - LR["lr"] * (w0 - y0)
+        for pair in range(2):
+            plus, minus = pes.states[2 * pair].params["w"][t], pes.states[2 * pair + 1].params["w"][t]
+            assert plus != minus and (plus + minus) / 2 == pytest.approx(unperturbed, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# small pieces and the spec
+
+
+def test_centered_ranks_and_length_schedules():
+    assert centered_ranks(np.array([0.5, 0.1, 0.3, 0.2])).tolist() == pytest.approx([0.5, -0.5, 1 / 6, -1 / 6])
+    rng = np.random.default_rng(0)
+    lengths = [draw_length(LogUniformLength(low=10, high=1000), rng) for _ in range(4000)]
+    assert min(lengths) >= 10 and max(lengths) <= 1000
+    assert 0.46 < np.mean(np.array(lengths) < 100) < 0.54  # log-uniform: half the mass in each of the two decades
+    assert draw_length(7, rng) == 7
+
+
+def test_centered_rank_es_points_along_the_gradient():
+    graph, protocol, batch, init, (_, exact) = small_case(steps=3)
+    es = EsEstimator(EngineLoop(graph, protocol, TRAINED, dtype=np.float64), 2, 3, 64, 1e-3, "centered_rank")
+    assert cosine(flat(es_estimate(es, protocol, batch, init, 0), TRAINED), flat(exact, TRAINED)) > 0.8
+
+
+@pytest.mark.parametrize("estimator,message", [
+    ({"kind": "es", "population": 3}, "population 3 is odd"),
+    ({"kind": "pes", "unroll": 5, "truncation": 10}, "truncations of 10 inner steps are longer than the longest unroll, 5"),
+    ({"kind": "truncated", "unroll": {"kind": "log_uniform", "low": 50, "high": 20}, "truncation": 10},
+     "low 50 is above high 20"),
+    ({"kind": "truncated", "unroll": 20}, r"meta.estimator.truncation: Field required"),
+    ({"kind": "nres"}, "does not match any of the expected tags: 'bptt', 'truncated', 'es', 'pes'"),
+])
+def test_estimator_specs_name_what_is_wrong(estimator, message):
+    with pytest.raises(SpecError, match=message):
+        parse_experiment_spec({"graph": sinusoid().model_dump(mode="json"), "meta": {"estimator": estimator}})
+
+
+def test_maml_needs_bptt_and_bptt_is_the_default():
+    graph = sinusoid().model_dump(mode="json")
+    assert parse_experiment_spec({"graph": graph}).meta.estimator.kind == "bptt"
+    with pytest.raises(SpecError, match="only the bptt estimator differentiates so far, not pes"):
+        parse_experiment_spec({"graph": graph, "meta": {"maml": True, "estimator": {"kind": "pes", "unroll": 4,
+                                                                                     "truncation": 2}}})

@@ -151,20 +151,37 @@ class MetaTrainingSpec(_Model):
     outer_batch: PositiveInt = 4
     """Tasks per outer step, run as one vectorized batch axis."""
     inner_steps: PositiveInt = 5
+    """Inner steps of a task's inner loop (updates of the network by the protocol): the unroll of the
+    meta-loss for the ``bptt`` and ``es`` estimators (``truncated`` and ``pes`` set their own), and
+    of every evaluation."""
     shots: PositiveInt = 10
     """Examples per inner step."""
     heldout: PositiveInt = 10
     """Held-out examples per task for the final term of the meta-loss."""
     hint_weight: FiniteFloat = Field(0.7, ge=0)
+    """Weight in the meta-loss of the mean hint loss: after each inner step, the loss on that step's
+    own examples with the updated network (0.7 in the reference regime)."""
     heldout_weight: FiniteFloat = Field(0.3, ge=0)
+    """Weight in the meta-loss of the loss on ``heldout`` held-out examples after the last inner step
+    (0.3 in the reference regime)."""
     learning_rate: FiniteFloat = Field(1e-4, gt=0)
+    """Adam's learning rate in the outer loop (each gradient tensor divided by its own norm). The
+    default 1e-4 is the reference regime's (MPLP_SPEC.md, "Meta-training"), which the published
+    checkpoints were trained with; graphflow's examples start higher: 1e-3 with a cosine to
+    ``learning_rate_final`` (``examples/sinusoid_5x10.json``, the bundled demo protocol) and 3e-3
+    for a tiny learner trained 150 steps (``examples/tiny_sinusoid.json``)."""
     learning_rate_final: Annotated[FiniteFloat, Field(gt=0)] | None = None
     """When set, the learning rate follows a cosine from ``learning_rate`` at step 0 to this value
     at ``steps`` (constant otherwise, as in the reference regime)."""
     init_pool: PositiveInt = 100
     """Size of the pool of random initial networks."""
     normalization_rounds: PositiveInt = 6
+    """Rounds of inner loops run before the first meta-step to measure the protocol's fixed
+    normalization: each stream's input standardization (then each f's output mean, in one more
+    pass)."""
     normalization_blend: FiniteFloat = Field(0.5, gt=0, le=1)
+    """Weight p of each later round's moments: new = old * (1 - p) + measured * p (the first round
+    sets them)."""
     maml: StrictBool = False
     """Meta-train the initial network too (one shared set instead of the pool)."""
     train_g: StrictBool = True
@@ -190,18 +207,30 @@ class ExperimentSpec(_Model):
     name: Text = "experiment"
     """Experiment name; ``graphflow train`` writes into ``runs/<name>`` unless told otherwise."""
     graph: GraphSpec
+    """The network the protocol learns to train: a layer stack or a free-form block graph
+    (``docs/graph.md``)."""
     learner: LearnerSpec = LearnerSpec()
+    """The protocol: the learners f and g every node group runs, their sizes and initialization."""
     task: SinusoidTaskSpec | MnistTaskSpec = Field(SinusoidTaskSpec(), discriminator="kind")
+    """The family of tasks the inner loops learn: sinusoid regression or MNIST classification."""
     meta: MetaTrainingSpec = MetaTrainingSpec()
+    """The meta-training regime: meta-steps, batches, the meta-loss, the outer optimizer, the
+    normalization."""
     seed: NonNegativeInt = 0
     """Seed of every random generator of the run (numpy seeds are non-negative)."""
     backend: Literal["numpy", "cupy"] = "numpy"
+    """Where the arrays live: ``numpy`` (the CPU) or ``cupy`` (a CUDA GPU, ``pip install graphflow[gpu]``)."""
     threads: PositiveInt = 1
     """Split each outer batch into this many shards of tasks whose meta-gradients are computed in
     parallel threads (numpy releases the GIL in large array operations)."""
     eval_every: PositiveInt = 100
+    """Evaluate the protocol every this many meta-steps (and after the last), on ``eval_tasks``
+    fresh tasks; the evals go to the run's log."""
     checkpoint_every: PositiveInt = 100
+    """Save the run folder's ``checkpoint.npz`` every this many meta-steps (and after the last);
+    ``--resume`` continues from the latest."""
     eval_tasks: PositiveInt = 20
+    """Tasks of each evaluation during training (the same tasks every time)."""
 
     @field_validator("name")
     @classmethod

@@ -21,7 +21,10 @@ class LearnerSpec(BaseModel):
     hidden: NonNegativeInt = 15
     """Hidden carry channels of the stateful cell (ignored when stateless)."""
     mlp_hidden: tuple[PositiveInt, PositiveInt] = (80, 40)
-    """Hidden widths of the learners' MLPs."""
+    """Hidden widths of the learners' MLPs (f and g, and the stateful cell's MLPx and MLPc): exactly
+    two entries, because two hidden layers are the published MPLP architecture (80 and 40, MPLP_SPEC.md
+    "Learners") and the layout of its checkpoints, which graphflow reads; the widths are free, the
+    depth is not."""
     gru_mlp_activation: Literal["tanh", "relu"] = "tanh"
     """Hidden activation of the cell's MLPx/MLPc (the checkpoints use tanh; the seed text says relu)."""
     aggregation: Literal["mean", "sum"] = "mean"

@@ -29,12 +29,61 @@ def test_committed_schema_is_current(name):
 def test_generator_check_mode(tmp_path):
     script = ROOT / "schemas" / "generate.py"
     assert subprocess.run([sys.executable, str(script), "--check"], capture_output=True).returncode == 0
-    written = subprocess.run([sys.executable, str(script), "--dir", str(tmp_path)], capture_output=True, text=True)
-    assert written.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == sorted(json_schemas())
-    (tmp_path / "learner.schema.json").write_text("{}\n")
-    stale = subprocess.run([sys.executable, str(script), "--check", "--dir", str(tmp_path)], capture_output=True, text=True)
+    schemas, docs = tmp_path / "schemas", tmp_path / "experiments.md"  # never the committed files
+    written = subprocess.run([sys.executable, str(script), "--dir", str(schemas), "--docs", str(docs)],
+                             capture_output=True, text=True)
+    assert written.returncode == 0 and sorted(p.name for p in schemas.iterdir()) == sorted(json_schemas())
+    (schemas / "learner.schema.json").write_text("{}\n")
+    stale = subprocess.run([sys.executable, str(script), "--check", "--dir", str(schemas), "--docs", str(docs)],
+                           capture_output=True, text=True)
     assert stale.returncode == 1
     assert "learner.schema.json" in stale.stderr and REGENERATE in stale.stderr
+
+
+def generator():
+    """``schemas/generate.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("schemas_generate", ROOT / "schemas" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_experiment_field_reference_is_current():
+    committed = ROOT / "docs" / "experiments.md"
+    assert committed.is_file(), f"docs/experiments.md is missing; run `{REGENERATE}`"
+    assert committed.read_text() == generator().experiments_markdown(), (
+        f"docs/experiments.md is stale: the pydantic models or their field docstrings changed; run `{REGENERATE}` "
+        "and commit the result")
+
+
+def test_the_field_reference_documents_every_field_of_every_model():
+    generate = generator()
+    text = generate.experiments_markdown()
+    schema = json_schemas()["experiment.schema.json"]
+    for name, model in [("ExperimentSpec", schema), *schema["$defs"].items()]:
+        assert f"\n## {name}\n" in text, name
+        for field in model.get("properties", {}):
+            assert f"| `{field}` |" in text, f"{name}.{field}"
+    assert "| `learning_rate` | number > 0 | `0.0001` |" in text and "reference regime" in text
+    assert "| `mlp_hidden` | [integer > 0, integer > 0] | `[80, 40]` |" in text
+    undocumented = json.loads(json.dumps(schema))
+    del undocumented["$defs"]["LearnerSpec"]["properties"]["hidden"]["description"]
+    with pytest.raises(ValueError, match="LearnerSpec.hidden has no docstring"):
+        generate.experiments_markdown(undocumented)
+
+
+def test_the_generator_checks_and_writes_the_field_reference(tmp_path):
+    script = ROOT / "schemas" / "generate.py"
+    docs = tmp_path / "experiments.md"
+    written = subprocess.run([sys.executable, str(script), "--dir", str(tmp_path), "--docs", str(docs)],
+                             capture_output=True, text=True)
+    assert written.returncode == 0 and docs.read_text() == (ROOT / "docs" / "experiments.md").read_text()
+    docs.write_text("old\n")
+    stale = subprocess.run([sys.executable, str(script), "--check", "--dir", str(tmp_path), "--docs", str(docs)],
+                           capture_output=True, text=True)
+    assert stale.returncode == 1 and "experiments.md" in stale.stderr and REGENERATE in stale.stderr
 
 
 def test_schema_text_is_deterministic():

@@ -45,8 +45,8 @@ def tanh_coefficients(terms: int = TANH_TERMS) -> tuple[tuple[float, ...], tuple
 
 
 _P, _Q = tanh_coefficients()
-_P = tuple(np.float32(c) for c in _P)
-_Q = tuple(np.float32(c) for c in _Q)
+_P_HIGH_FIRST = tuple(np.float32(c) for c in reversed(_P))
+_Q_HIGH_FIRST = tuple(np.float32(c) for c in reversed(_Q))
 _CLAMP = np.float32(9.0)
 _ONE, _HALF = np.float32(1.0), np.float32(0.5)
 
@@ -64,29 +64,18 @@ def _tanh(x):
     elif x < -_CLAMP:
         x = -_CLAMP
     y = x * x
-    p = _P[6]
-    p = p * y + _P[5]
-    p = p * y + _P[4]
-    p = p * y + _P[3]
-    p = p * y + _P[2]
-    p = p * y + _P[1]
-    p = p * y + _P[0]
-    q = _Q[6]
-    q = q * y + _Q[5]
-    q = q * y + _Q[4]
-    q = q * y + _Q[3]
-    q = q * y + _Q[2]
-    q = q * y + _Q[1]
-    q = q * y + _Q[0]
+    p = _P_HIGH_FIRST[0]
+    for c in _P_HIGH_FIRST[1:]:  # Horner's rule: a fixed trip count, unrolled by the compiler
+        p = p * y + c
+    q = _Q_HIGH_FIRST[0]
+    for c in _Q_HIGH_FIRST[1:]:
+        q = q * y + c
     t = x * p / q
     if t > _ONE:
         return _ONE
     if t < -_ONE:
         return -_ONE
     return t
-
-
-assert len(_P) == 7 and len(_Q) == 7, "the unrolled Horner steps above assume TANH_TERMS = 12"
 
 
 @_jit

@@ -6,8 +6,11 @@ A :class:`Trainer` owns one experiment folder::
     <out>/log.jsonl         one line per meta-step (and per eval)
     <out>/checkpoint.npz    the latest checkpoint (atomic, checksummed)
 
-Everything random comes from generators seeded by the experiment's seed whose states are saved
-in the checkpoint, so that a resumed run continues with exactly the losses of an uninterrupted one.
+The meta-gradient comes from the estimator the experiment names (``meta.estimator``,
+:mod:`graphflow.meta.estimators`). Everything random comes from generators seeded by the
+experiment's seed whose states are saved in the checkpoint, with what the estimator carries
+between outer steps (persistent inner networks, accumulated perturbations, task seeds and
+positions), so that a resumed run continues with exactly the losses of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from graphflow.io import FolderLock, atomic_write_text, kill_point, read_records
 from graphflow.io.jsonl import append_record
 from graphflow.learners.protocol import ParamKey, Protocol
 from graphflow.meta.checkpoint import load_checkpoint, non_finite_arrays, save_checkpoint
+from graphflow.meta.estimators import make_estimator
 from graphflow.meta.metaloss import MetaBatch, MetaGradient
 from graphflow.meta.normalization import measure_normalization
 from graphflow.meta.optim import Adam
@@ -103,16 +107,18 @@ class TaskSource:
 
             self.mnist = load_mnist_task(exp.task.data_dir)
 
-    def sample(self, rng: np.random.Generator, tasks: int) -> MetaBatch:
+    def sample(self, rng: np.random.Generator, tasks: int, steps: int | None = None) -> MetaBatch:
+        """``tasks`` tasks of ``steps`` inner steps (default: ``meta.inner_steps``)."""
         m = self.exp.meta
+        steps = steps or m.inner_steps
         if self.mnist is None:
             from graphflow.tasks import sample_sinusoid_meta_batch
 
-            b = sample_sinusoid_meta_batch(rng, tasks, m.inner_steps, m.shots, m.heldout)
+            b = sample_sinusoid_meta_batch(rng, tasks, steps, m.shots, m.heldout)
             return MetaBatch(b["x"], b["y"], b["xe"], b["ye"])
         from graphflow.tasks import mnist_meta_batch
 
-        b = mnist_meta_batch(self.mnist, rng, tasks, m.inner_steps, m.shots, m.heldout)
+        b = mnist_meta_batch(self.mnist, rng, tasks, steps, m.shots, m.heldout)
         return MetaBatch(b["x"], b["y"], b["xe"], b["ye"])
 
 
@@ -152,6 +158,30 @@ def _restore_rng(state: dict) -> np.random.Generator:
     return rng
 
 
+class RunDraws:
+    """A trainer's tasks as its estimator draws them (:class:`graphflow.meta.estimators.TaskDraws`):
+    outer batches and seeds from the run's generator, one task per seed from a generator of its own."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+
+    def batch(self, tasks: int, steps: int) -> tuple[MetaBatch, dict]:
+        t = self.trainer
+        batch = t.tasks.sample(t.rng, tasks, steps)
+        return batch, t._initial(t.rng.integers(0, t.exp.meta.init_pool, size=tasks))
+
+    def task(self, seed: int, steps: int) -> tuple[MetaBatch, dict]:
+        t = self.trainer
+        rng = np.random.default_rng([t.exp.seed, 4, seed])
+        batch = t.tasks.sample(rng, 1, steps)
+        return batch, t._initial(rng.integers(0, t.exp.meta.init_pool, size=1))
+
+    def task_seed(self) -> int:
+        return int(self.trainer.rng.integers(2**63))
+
+    noise_seed = task_seed
+
+
 class Trainer:
     """Meta-trains a protocol for an experiment spec."""
 
@@ -168,8 +198,14 @@ class Trainer:
         self.pool = self._make_pool()
         self.init = None  # MAML: the shared, meta-trained initial network
         self.optimizer = Adam(exp.meta.learning_rate)
-        self.metagrads: list[MetaGradient] = []
+        self.estimator = None  # built by setup() or restore()
+        self.draws = RunDraws(self)
         self.history: list[dict] = []
+
+    @property
+    def metagrads(self) -> list[MetaGradient]:
+        """The bptt estimator's :class:`MetaGradient` of every shard of the outer batch (none for other estimators)."""
+        return getattr(self.estimator, "metagrads", [])
 
     # ------------------------------------------------------------------ setup
     def _make_pool(self) -> dict[str, np.ndarray]:
@@ -208,22 +244,20 @@ class Trainer:
         self._make_metagrad()
 
     def _make_metagrad(self):
-        trainable = self.protocol.trainable(train_g=self.exp.meta.train_g)
+        m = self.exp.meta
+        trainable = self.protocol.trainable(train_g=m.train_g)
         if self.init is not None:
             trainable = trainable + [str(ParamKey.init(k)) for k in self.init]
-        shards = min(self.exp.threads, self.exp.meta.outer_batch)
+        shards = min(self.exp.threads, m.outer_batch)
         # The cores are shared: each shard's engine splits its large learner calls over its share.
         per_shard = max(1, default_threads() // shards)
-        self.metagrads = [MetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable, threads=per_shard)
-                         for _ in range(shards)]
+        self.estimator = make_estimator(m.estimator, self.graph, self.protocol, trainable, m, self.exp.backend,
+                                        init_trainable=self.init is not None, shards=shards, threads_per_shard=per_shard)
 
     # ------------------------------------------------------------------ one meta-step
     def meta_step(self) -> dict:
-        m = self.exp.meta
         t0 = time.perf_counter()
-        batch = self.tasks.sample(self.rng, m.outer_batch)
-        idx = self.rng.integers(0, m.init_pool, size=m.outer_batch)
-        loss, grads = self._sharded_metagrad(batch, self._initial(idx))
+        loss, grads = self.estimator.estimate(self.protocol, self.draws)
         bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
         if not math.isfinite(loss) or bad:
             raise NonFiniteError(f"meta-step {self.step + 1}: meta-loss {loss}" +
@@ -253,28 +287,8 @@ class Trainer:
         return m.learning_rate_final + 0.5 * (m.learning_rate - m.learning_rate_final) * (1 + math.cos(math.pi * t))
 
     def _sharded_metagrad(self, batch: MetaBatch, init: dict):
-        """Meta-loss and gradient of the outer batch, its tasks split over the workers' threads."""
-        m = self.exp.meta
-        shards = np.array_split(np.arange(batch.x.shape[0]), len(self.metagrads))
-        shared_init = self.init is not None
-
-        def run(k):
-            idx = shards[k]
-            part = MetaBatch(batch.x[idx], batch.y[idx], batch.xe[idx], batch.ye[idx])
-            part_init = init if shared_init else {key: v[idx] for key, v in init.items()}
-            return self.metagrads[k](self.protocol, part, part_init, m.hint_weight, m.heldout_weight,
-                                    init_trainable=shared_init)
-
-        if len(shards) == 1:
-            return run(0)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(shards)) as pool:
-            results = list(pool.map(run, range(len(shards))))
-        weights = [len(s) / batch.x.shape[0] for s in shards]
-        loss = sum(w * r[0] for w, r in zip(weights, results))
-        grads = {key: sum(w * r[1][key] for w, r in zip(weights, results)) for key in results[0][1]}
-        return loss, grads
+        """The bptt estimator's meta-loss and gradient of one outer batch (its tasks split over the shards)."""
+        return self.estimator.gradient(self.protocol, batch, init)
 
     def _apply(self, flat: dict[str, np.ndarray]) -> None:
         for text, value in flat.items():
@@ -290,6 +304,8 @@ class Trainer:
         arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state().items()})
         if self.init is not None:
             arrays.update({f"init/{k}": v for k, v in self.init.items()})
+        if self.estimator is not None:
+            arrays.update({f"estimator/{k}": v for k, v in self.estimator.state_arrays().items()})
         return arrays
 
     def state_meta(self) -> dict:
@@ -300,6 +316,7 @@ class Trainer:
             "learner": self.exp.learner.model_dump(mode="json"),
             "step": self.step,
             "rng": _rng_state(self.rng),
+            "estimator": self.estimator.state_meta() if self.estimator is not None else {},
         }
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -330,6 +347,10 @@ class Trainer:
         except (TypeError, ValueError, KeyError) as err:
             raise GraphflowError(f"{source}: the header's random generator state is malformed ({err})") from None
         self._make_metagrad()
+        estimator_meta = meta.get("estimator", {})
+        if check and not isinstance(estimator_meta, dict):
+            raise GraphflowError(f"{source}: the header's estimator state is not a JSON object")
+        self.estimator.load_state(split_arrays(arrays, "estimator"), estimator_meta, source, check)
 
     def _checked_optimizer(self, state: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
         params = {k: v for k, v in self.protocol.flat().items()}
@@ -400,7 +421,7 @@ class Trainer:
                 remove_temporaries(self.out, RUN_FILES)
                 atomic_write_text(self.out / "experiment.json", self.exp.model_dump_json(indent=2))
                 self._truncate_log()
-            if not self.metagrads:
+            if self.estimator is None:
                 self.setup()
             good = self.snapshot()
             saved_step = self._checkpoint_step()
@@ -415,6 +436,7 @@ class Trainer:
                     rng_after = self.rng
                     self.restore(*good, check=False)
                     self.rng = rng_after  # skip the offending batch
+                    self.estimator.abandon_tasks()  # and the inner networks that may have diverged
                     if (self.exp.meta.on_nonfinite == "stop" or failures >= MAX_FAILURES_IN_A_ROW
                             or rollbacks >= MAX_ROLLBACKS):
                         bar.close()

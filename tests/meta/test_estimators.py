@@ -6,13 +6,19 @@ bias and variance each is known for.
 - a scalar toy inner loop (learning rate -> SGD on a noisy target, T = 100 in truncations of
   10), run by the same estimator classes: PES is unbiased, truncated backprop is not;
 - ES's memory does not grow with the unroll;
-- the persistent tasks: staggered starts, restarts, antithetic pairs sharing their start.
+- the persistent tasks: staggered starts, restarts, antithetic pairs sharing their start;
+- the trainer: each estimator's state in checkpoints, exact resume (also after SIGKILL at the
+  kill points of :mod:`graphflow.io.faults`), other estimators refused on resume, damaged state.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +26,7 @@ import pytest
 import graphflow as gf
 from graphflow.backend import get_backend
 from graphflow.engine import Engine, NetState
-from graphflow.errors import SpecError
+from graphflow.errors import GraphflowError, SpecError
 from graphflow.learners import Protocol
 from graphflow.meta.estimators import (
     EngineLoop,
@@ -31,10 +37,15 @@ from graphflow.meta.estimators import (
     draw_length,
     pair_noise,
 )
+from graphflow.meta.checkpoint import load_checkpoint, save_checkpoint
 from graphflow.meta.metaloss import MetaBatch, MetaGradient
-from graphflow.spec import LogUniformLength, parse_experiment_spec
+from graphflow.meta.trainer import Trainer
 from graphflow.presets import sinusoid
+from graphflow.spec import ExperimentSpec, LogUniformLength, parse_experiment_spec
 from tests.meta.test_metaloss import batch_for
+from tests.meta.test_trainer import log_records, meta_losses, tiny_experiment
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def flat(grads: dict, keys: list[str]) -> np.ndarray:
@@ -357,3 +368,115 @@ def test_maml_needs_bptt_and_bptt_is_the_default():
     with pytest.raises(SpecError, match="only the bptt estimator differentiates so far, not pes"):
         parse_experiment_spec({"graph": graph, "meta": {"maml": True, "estimator": {"kind": "pes", "unroll": 4,
                                                                                      "truncation": 2}}})
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer: every estimator's state in checkpoints, exact resume, also after SIGKILL
+
+PERSISTENT = {"truncated": {"kind": "truncated", "unroll": 4, "truncation": 2},
+              "pes": {"kind": "pes", "unroll": 4, "truncation": 2, "population": 4, "sigma": 0.01}}
+"""Unrolls of 4 in truncations of 2 over two tasks staggered by 2: every two meta-steps a task restarts."""
+
+
+def estimator_experiment(estimator: dict, steps: int = 6):
+    return tiny_experiment(steps=steps, normalization_rounds=1, estimator=estimator)
+
+
+def same_checkpoints(a: Path, b: Path) -> None:
+    got, want = load_checkpoint(a), load_checkpoint(b)
+    assert got[1]["step"] == want[1]["step"] and got[1]["rng"] == want[1]["rng"]
+    assert got[1]["estimator"] == want[1]["estimator"]
+    assert sorted(got[0]) == sorted(want[0])
+    for key in want[0]:
+        assert np.array_equal(got[0][key], want[0][key]), key
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_runs(tmp_path_factory):
+    """Each estimator's uninterrupted 6-step run folder."""
+    folders = {}
+    for kind, estimator in list(PERSISTENT.items()) + [("es", {"kind": "es", "population": 4})]:
+        folders[kind] = tmp_path_factory.mktemp(kind)
+        Trainer(estimator_experiment(estimator), folders[kind]).train(progress=False)
+    return folders
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pes", "es"])
+def test_checkpoints_carry_the_estimator_state_and_resume_exactly(kind, uninterrupted_runs, tmp_path):
+    reference = uninterrupted_runs[kind]
+    arrays, meta = load_checkpoint(reference / "checkpoint.npz")
+    assert meta["estimator"]["kind"] == kind
+    if kind != "es":
+        assert arrays["estimator/tasks/positions"].shape == (2,) and meta["estimator"]["started"]
+        members = 4 if kind == "pes" else 1
+        assert arrays["estimator/state/params/dense0/w"].shape == (members, 2, 1, 20)
+        assert any(k.startswith("estimator/state/carries/") for k in arrays)
+    if kind == "pes":
+        assert arrays["estimator/accumulated/norm::dense0/w::out_scale"].shape == (2, 2)
+    exp = ExperimentSpec.model_validate_json((reference / "experiment.json").read_text())
+    Trainer(exp, tmp_path).train(steps=3, progress=False)
+    Trainer.resume(tmp_path / "checkpoint.npz").train(progress=False)
+    assert meta_losses(tmp_path) == meta_losses(reference)
+    same_checkpoints(tmp_path / "checkpoint.npz", reference / "checkpoint.npz")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pes"])
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(kind, uninterrupted_runs, tmp_path):
+    """SIGKILL after meta-step 3 is applied (the checkpoint holds step 2), then while the checkpoint
+    of step 6 is written (it holds step 4): each resume continues the persistent tasks exactly."""
+    reference = uninterrupted_runs[kind]
+    config, folder = tmp_path / "config.json", tmp_path / "run"
+    config.write_text((reference / "experiment.json").read_text())
+    for point in ("meta-step:3", "checkpoint-write:2", None):
+        args = [sys.executable, "-m", "graphflow.cli", "train", str(config), "--out", str(folder), "--no-progress"]
+        if (folder / "checkpoint.npz").exists():
+            args.append("--resume")
+        proc = subprocess.run(args, cwd=REPO, env=dict(os.environ, GRAPHFLOW_KILL_AT=point or ""),
+                              capture_output=True, timeout=300)
+        assert proc.returncode == (-9 if point else 0), (point, proc.returncode, proc.stderr.decode()[-3000:])
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in log_records(folder)] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in log_records(reference)]
+    same_checkpoints(folder / "checkpoint.npz", reference / "checkpoint.npz")
+
+
+def test_a_checkpoint_of_another_estimator_is_refused_with_the_field_named(uninterrupted_runs, tmp_path):
+    config = estimator_experiment({**PERSISTENT["pes"], "population": 8})
+    with pytest.raises(GraphflowError, match=r"meta.estimator.population: 4 -> 8.*--accept-checkpoint"):
+        Trainer.resume(uninterrupted_runs["pes"] / "checkpoint.npz", tmp_path, config=config)
+    with pytest.raises(GraphflowError, match=r"meta.estimator.kind: 'truncated' -> 'pes'"):
+        Trainer.resume(uninterrupted_runs["truncated"] / "checkpoint.npz", tmp_path, config=config)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda a, m: a.update({"estimator/tasks/positions": np.array([9, 1])}), r"positions \[9, 1\] lie outside"),
+    (lambda a, m: a.pop("estimator/tasks/lengths"), "estimator/tasks/lengths must hold 2 integers"),
+    (lambda a, m: a.update({"estimator/state/params/dense0/w": np.zeros((4, 3, 1, 20), np.float32)}),
+     r"estimator/state/params/dense0/w has shape \[4, 3, 1, 20\]"),
+    (lambda a, m: a.update({"estimator/accumulated/norm::dense0/w::out_scale": np.zeros((2, 5))}),
+     r"accumulated/norm::dense0/w::out_scale has shape \[2, 5\]"),
+    (lambda a, m: m["estimator"].update(kind="es"), "a 'es' estimator's; the experiment uses 'pes'"),
+])
+def test_damaged_estimator_state_is_a_clear_error(uninterrupted_runs, tmp_path, damage, message):
+    arrays, meta = load_checkpoint(uninterrupted_runs["pes"] / "checkpoint.npz")
+    damage(arrays, meta)
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, arrays, {k: v for k, v in meta.items() if k != "checksum"})
+    with pytest.raises(GraphflowError, match=message):
+        Trainer.resume(path)
+
+
+def test_a_rollback_restarts_the_persistent_tasks(monkeypatch, tmp_path):
+    estimate = PesEstimator.estimate
+    calls = []
+
+    def poisoned(self, protocol, draws):
+        loss, grads = estimate(self, protocol, draws)
+        calls.append(1)
+        return (float("nan"), grads) if len(calls) == 3 else (loss, grads)
+
+    monkeypatch.setattr(PesEstimator, "estimate", poisoned)
+    trainer = Trainer(estimator_experiment(PERSISTENT["pes"], steps=4), tmp_path)
+    records = trainer.train(progress=False)
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all(np.isfinite(r["meta_loss"]) for r in records)
+    assert [r["step"] for r in log_records(tmp_path) if r.get("event") == "rollback"] == [2]
+    assert trainer.estimator.tasks.started

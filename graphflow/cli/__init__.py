@@ -74,7 +74,8 @@ def fail(message: str, code: int = 2) -> None:
 def _register() -> None:
     import importlib
 
-    for module in ("graph_cmd", "mplp_cmd", "train_cmd", "export_cmd", "inspect_cmd", "bench_cmd", "sweep_cmd"):
+    for module in ("graph_cmd", "mplp_cmd", "train_cmd", "export_cmd", "inspect_cmd", "bench_cmd", "sweep_cmd",
+                   "metagrad_cmd"):
         try:
             importlib.import_module(f"graphflow.cli.{module}")
         except ModuleNotFoundError as err:

@@ -42,7 +42,8 @@ def describe_address(address: str | None) -> str:
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Make sure this process is connected to Ray; True when this call started it.
+    """Make sure this process is connected to Ray; True when this call connected it (started a
+    local instance, or joined a cluster), so that :func:`shutdown_if_started` undoes just that.
 
     ``address=None`` starts a local instance with ``num_cpus`` (default: every core of the
     machine); ``"auto"`` joins the cluster ``ray start --head`` started on this machine, and
@@ -70,7 +71,8 @@ def cluster_cpus() -> int:
 
 
 def shutdown_if_started(started: bool) -> None:
-    """Leave Ray when this process started it (an instance joined or started by the caller stays)."""
+    """Leave Ray when :func:`connect` connected this process (a local instance it started stops; a
+    cluster it joined keeps running); a connection the caller made stays."""
     if started:
         ray = require_ray()
         if ray.is_initialized():

@@ -13,7 +13,7 @@ returns the same ``(meta-loss, {protocol key: gradient})``. What runs where:
   when it starts, and then computes one shard per call.
 
 When a worker's process dies (killed, out of memory, its machine gone), the driver sees Ray's
-actor error, starts a fresh actor in its place and sends it the same shard: a shard depends only
+actor error (or Ray's out-of-memory kill), starts a fresh actor in its place and sends it the same shard: a shard depends only
 on what the driver sends, so the result is the same as if nothing had happened.
 """
 
@@ -45,10 +45,10 @@ class ShardWorker:
         return os.getpid()
 
     def compute(self, protocol, batch: MetaBatch, init: dict, hint_weight, heldout_weight, init_trainable):
-        """(meta-loss, gradients, seconds) of one shard."""
-        started = time.perf_counter()
+        """(meta-loss, gradients, (wall seconds, CPU seconds of this process)) of one shard."""
+        started, cpu = time.perf_counter(), time.process_time()
         loss, grads = self.metagrad(protocol, batch, init, hint_weight, heldout_weight, init_trainable=init_trainable)
-        return loss, grads, time.perf_counter() - started
+        return loss, grads, (time.perf_counter() - started, time.process_time() - cpu)
 
 
 @dataclass
@@ -61,6 +61,9 @@ class CallStats:
     """Putting the protocol in the object store."""
     shard_seconds: list[float] = field(default_factory=list)
     """Each worker's own time for its shard (inside the actor), in worker order."""
+    shard_cpu_seconds: list[float] = field(default_factory=list)
+    """The CPU time each worker's process spent on its shard: what the shard costs on a machine
+    with a free core for every worker (on a busy machine the wall time is longer)."""
     reduce_seconds: float = 0.0
     protocol_bytes: int = 0
     """The protocol's arrays, put in the object store once per call."""
@@ -259,7 +262,8 @@ class ShardedMetaGradient:
         for k in range(len(shards)):  # in worker order: the reduction's order does not depend on who finishes first
             results.append(self._collect(k, refs[k], submit))
         reduce_started = time.perf_counter()
-        stats.shard_seconds = [seconds for _, _, seconds in results]
+        stats.shard_seconds = [seconds for _, _, (seconds, _) in results]
+        stats.shard_cpu_seconds = [cpu for _, _, (_, cpu) in results]
         stats.result_bytes = [array_bytes(grads) for _, grads, _ in results]
         weights = [(part.stop - part.start) / batch.tasks for part in slices]
         loss, grads = reduce_shards([(loss, grads) for loss, grads, _ in results], weights)
@@ -270,7 +274,8 @@ class ShardedMetaGradient:
     def _collect(self, k: int, ref, submit):
         """Shard ``k``'s answer; a dead worker is replaced and the shard sent again."""
         lost = (self.ray.exceptions.RayActorError,) + tuple(
-            getattr(self.ray.exceptions, name) for name in ("ActorUnavailableError", "WorkerCrashedError")
+            getattr(self.ray.exceptions, name) for name in ("ActorUnavailableError", "WorkerCrashedError",
+                                                            "OutOfMemoryError")
             if hasattr(self.ray.exceptions, name))
         for attempt in range(self.max_restarts + 1):
             try:

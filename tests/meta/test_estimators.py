@@ -480,3 +480,16 @@ def test_a_rollback_restarts_the_persistent_tasks(monkeypatch, tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all(np.isfinite(r["meta_loss"]) for r in records)
     assert [r["step"] for r in log_records(tmp_path) if r.get("event") == "rollback"] == [2]
     assert trainer.estimator.tasks.started
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pes", "es"])
+def test_the_estimators_train_and_resume_on_a_device(kind, device_backend, tmp_path):
+    """Arrays that refuse implicit conversion to the host (graphflow.testing.device, or CuPy with
+    GRAPHFLOW_TEST_BACKEND=cupy): every move between device and host is explicit."""
+    estimator = PERSISTENT.get(kind, {"kind": "es", "population": 2})
+    exp = estimator_experiment(estimator, steps=3).model_copy(update={"checkpoint_every": 1})
+    Trainer(exp, tmp_path).train(steps=2, progress=False)
+    resumed = Trainer.resume(tmp_path / "checkpoint.npz")
+    resumed.train(progress=False)
+    assert [s for s, _ in meta_losses(tmp_path)] == [1, 2, 3]
+    assert all(np.isfinite(loss) for _, loss in meta_losses(tmp_path))

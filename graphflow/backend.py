@@ -205,12 +205,19 @@ def block_part(a, block: Block):
 # the limit for the body of a ``with`` only, so the user's own setting comes back afterwards.
 
 
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, made once: making one inspects every
+    loaded library (about 1 ms), and the engine limits BLAS around every step."""
+    import numpy  # noqa: F401  (the BLAS is loaded with numpy)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
 def get_blas_threads() -> int | None:
     """The BLAS thread count (the largest over the BLAS libraries loaded), or None when none is found."""
-    import numpy  # noqa: F401  (the BLAS is loaded with numpy)
-    from threadpoolctl import threadpool_info
-
-    counts = [int(info["num_threads"]) for info in threadpool_info() if info.get("user_api") == "blas"]
+    counts = [int(info["num_threads"]) for info in _blas_controller().info()]
     return max(counts) if counts else None
 
 
@@ -222,9 +229,7 @@ def blas_threads(n: int):
     ...     get_blas_threads()
     1
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=int(n), user_api="blas"):
+    with _blas_controller().limit(limits=int(n)):
         yield
 
 

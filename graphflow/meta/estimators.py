@@ -134,7 +134,25 @@ class EngineLoop:
 # exact backprop
 
 
-class BpttEstimator:
+class _Memoryless:
+    """What an estimator that keeps nothing between outer steps checkpoints: its kind only."""
+
+    kind: str
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def state_meta(self) -> dict:
+        return {"kind": self.kind}
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        _check_kind(self.kind, arrays, meta, source, check)
+
+    def abandon_tasks(self) -> None:
+        """Nothing persists between outer steps."""
+
+
+class BpttEstimator(_Memoryless):
     """Exact reverse mode through whole unrolls of ``steps`` inner steps: the outer batch's tasks
     are split into ``shards`` whose :class:`MetaGradient`\\ s run in parallel threads (each
     splitting its large learner calls over ``threads_per_shard``). Carries nothing between steps."""
@@ -173,18 +191,6 @@ class BpttEstimator:
         grads = {key: sum(w * r[1][key] for w, r in zip(weights, results)) for key in results[0][1]}
         return loss, grads
 
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def state_meta(self) -> dict:
-        return {"kind": self.kind}
-
-    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
-        _check_kind(self.kind, arrays, meta, source, check)
-
-    def abandon_tasks(self) -> None:
-        """Nothing persists between outer steps."""
-
 
 # ----------------------------------------------------------------------------------------------
 # evolution strategies: noise, shaping, the antithetic sum
@@ -221,7 +227,7 @@ def _shapes(theta: dict) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in theta.items()}
 
 
-class EsEstimator:
+class EsEstimator(_Memoryless):
     """Antithetic ES over whole unrolls of ``steps`` inner steps: ``population`` perturbed
     protocols theta +- sigma * eps_j (pairs j), each run forward over the same outer batch, and
 
@@ -264,18 +270,6 @@ class EsEstimator:
             for k, eps in pair_noise(shapes, seed, pair).items():
                 grads[k] += eps * (diff / (self.population * self.sigma))
         return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def state_meta(self) -> dict:
-        return {"kind": self.kind}
-
-    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
-        _check_kind(self.kind, arrays, meta, source, check)
-
-    def abandon_tasks(self) -> None:
-        """Nothing persists between outer steps."""
 
 
 # ----------------------------------------------------------------------------------------------

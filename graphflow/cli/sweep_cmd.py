@@ -20,15 +20,15 @@ from graphflow.errors import GraphflowError
 
 @app.command()
 def sweep(
-    sweep_file: Path = typer.Argument(..., metavar="SWEEP.json",
-                                      help="the sweep: a base experiment, fixed fields and a grid of dotted fields "
-                                           "(see graphflow/distributed/sweep.py)"),
-    out: Path = typer.Option(..., help="the sweep folder: points/<label>/ per grid point, results.json, "
-                                       "results.csv, summary.csv, results.png"),
-    workers: int = typer.Option(0, min=0, help="run this many points at once as Ray tasks (0 or 1: one after "
-                                               "another in this process)"),
-    address: Optional[str] = typer.Option(None, help="with --workers: the Ray cluster to join ('auto', "
-                                                     "'ray://host:port'; default: a local Ray instance)"),
+    sweep_file: Path = typer.Argument(..., metavar="SWEEP",
+                                      help="The sweep, a JSON file: a base experiment, fixed fields and a grid of "
+                                           "dotted experiment fields (docs/distributed.md)."),
+    out: Path = typer.Option(..., help="The sweep folder: points/<label>/ per grid point, results.json, "
+                                       "results.csv, summary.csv, results.png."),
+    workers: int = typer.Option(0, min=0, help="Run this many points at once as Ray tasks (0 or 1: one after "
+                                               "another in this process). Needs graphflow[ray]."),
+    address: Optional[str] = typer.Option(None, help="With --workers: the Ray cluster to join ('auto', "
+                                                     "'ray://host:port'; default: a local Ray instance)."),
 ) -> None:
     """Run every point of a grid of experiments (a rerun skips finished points and resumes the others)."""
     from graphflow.distributed.cluster import require_ray

@@ -10,6 +10,7 @@
 
 Ray is optional (``pip install 'graphflow[ray]'``): this package imports it only inside the
 functions that need it (:func:`graphflow.distributed.cluster.require_ray`), so that graphflow
-imports and trains without it. It sits above :mod:`graphflow.meta` and must never be imported by
-it or anything below: the trainer is handed a meta-gradient, it does not know where it runs.
+imports and trains without it. It sits above :mod:`graphflow.meta`: nothing below imports it but
+the trainer, and the trainer only where an experiment's ``distributed`` field asks for workers
+(``docs/distributed.md``).
 """

@@ -57,7 +57,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", configure_logging=True)
+            # "local": a new instance even where a stale or foreign cluster file (/tmp/ray) names another
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                     configure_logging=True)
         else:
             ray.init(address=address, logging_level="WARNING", configure_logging=True)
     except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError, ... by version

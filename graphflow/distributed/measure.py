@@ -45,7 +45,7 @@ def measure(workload: str = "mnist", tasks: int = 2, workers: tuple[int, ...] = 
     engine = Engine(graph, protocol)
     init = {k: engine.be.to_numpy(v) for k, v in engine.init_network(rng, tasks).params.items()}
     # Scheduling labels only: every setup's actors must be alive at once for the rounds to alternate.
-    ray.init(num_cpus=2 * sum(workers) + 2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(address="local", num_cpus=2 * sum(workers) + 2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     setups = {"one process, 1 thread": MetaGradient(graph, protocol, threads=1)}
     for n in workers:
         setups[f"{n} worker{'s' if n > 1 else ''}"] = ShardedMetaGradient(graph, protocol, workers=n, threads=1)

@@ -74,9 +74,6 @@ class CallStats:
     restarts: int = 0
     """Workers replaced during this call."""
 
-    def to_json(self) -> dict:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
 
 def array_bytes(obj) -> int:
     """Bytes of the numpy arrays inside ``obj`` (dicts, lists, tuples, a MetaBatch or a Protocol).

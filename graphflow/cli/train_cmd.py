@@ -23,16 +23,43 @@ def train(
                                                 "CONFIG differs from it."),
     steps: int = typer.Option(None, min=1, help="Stop after this many meta-steps in all (default: meta.steps)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    workers: int = typer.Option(None, min=0, help="Compute each meta-gradient on this many Ray workers, each a "
+                                                  "slice of the outer batch (0: in this process; default: the "
+                                                  "experiment's distributed field). Needs graphflow[ray]."),
+    address: str = typer.Option(None, help="With --workers: the Ray cluster to join ('auto', 'ray://host:port'; "
+                                           "default: a local Ray instance sized to this machine)."),
 ) -> None:
     """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
     from graphflow.api import experiment_spec, finish, open_trainer, run_folder
 
-    spec = experiment_spec(config)
+    spec = with_workers(experiment_spec(config), workers, address)
     trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint)
     if resume:
         typer.echo(f"resuming {trainer.exp.name} at meta-step {trainer.step}", err=True)
-    trainer.train(steps, progress=progress)
+    try:
+        trainer.train(steps, progress=progress)
+    finally:
+        trainer.close()
     typer.echo(json.dumps(finish(trainer).summary()))
+
+
+def with_workers(spec, workers: int | None, address: str | None):
+    """The experiment with its ``distributed`` field as ``--workers`` and ``--address`` say (unchanged without them)."""
+    from graphflow.spec import parse_experiment_spec
+
+    if workers is None and address is None:
+        return spec
+    if workers == 0:
+        if address is not None:
+            fail("--address: a run joins a Ray cluster only with --workers 1 or more")
+        return spec.model_copy(update={"distributed": None})
+    if workers is None:
+        if spec.distributed is None:
+            fail("--address: say how many Ray workers the run uses (--workers N)")
+        workers = spec.distributed.workers
+    data = spec.model_dump(mode="json")
+    data["distributed"] = {"engine": "ray", "workers": workers, "address": address}
+    return parse_experiment_spec(data)
 
 
 def check_plot_path(plot: Path | None) -> None:

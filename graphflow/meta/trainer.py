@@ -42,9 +42,9 @@ from graphflow.spec.experiment import ExperimentSpec
 
 RUN_FILES = ("checkpoint.npz", "log.jsonl", "experiment.json")
 """What a run folder holds (besides its ``.lock`` while a trainer uses it)."""
-RUNTIME_FIELDS = ("eval_every", "checkpoint_every", "eval_tasks", "threads")
+RUNTIME_FIELDS = ("eval_every", "checkpoint_every", "eval_tasks", "threads", "distributed")
 """Experiment fields that change when things are logged and saved, or how the work is split over
-threads, but not the protocol a run learns: a resumed run takes them from the new config."""
+threads and Ray workers, but not the protocol a run learns: a resumed run takes them from the new config."""
 MAX_FAILURES_IN_A_ROW = 3
 MAX_ROLLBACKS = 100
 """A run stops after this many rollbacks in all (a run that keeps failing is not learning)."""
@@ -199,6 +199,7 @@ class Trainer:
         self.init = None  # MAML: the shared, meta-trained initial network
         self.optimizer = Adam(exp.meta.learning_rate)
         self.estimator = None  # built by setup() or restore()
+        self._ray = None  # (what it was built for, the ShardedMetaGradient) of a distributed run
         self.draws = RunDraws(self)
         self.history: list[dict] = []
 
@@ -248,14 +249,38 @@ class Trainer:
         trainable = self.protocol.trainable(train_g=m.train_g)
         if self.init is not None:
             trainable = trainable + [str(ParamKey.init(k)) for k in self.init]
-        shards = min(self.exp.threads, m.outer_batch)
+        shards = 1 if self.exp.distributed else min(self.exp.threads, m.outer_batch)
         # The cores are shared: each shard's engine splits its large learner calls over its share.
         per_shard = max(1, default_threads() // shards)
         self.estimator = make_estimator(m.estimator, self.graph, self.protocol, trainable, m, self.exp.backend,
                                         init_trainable=self.init is not None, shards=shards, threads_per_shard=per_shard)
+        if self.exp.distributed:  # the bptt estimator's one shard, the whole outer batch, is split over Ray workers
+            self.estimator.metagrads = [self._ray_metagrad(trainable)]
+
+    def _ray_metagrad(self, trainable: list[str]):
+        """The :class:`graphflow.distributed.sharded.ShardedMetaGradient` that ``distributed`` asks for,
+        started once: a restore (a rollback, a resume) keeps its workers."""
+        d, m = self.exp.distributed, self.exp.meta
+        key = (tuple(trainable), d)
+        if self._ray is None or self._ray[0] != key:
+            from graphflow.distributed.sharded import ShardedMetaGradient
+
+            self.close()
+            self._ray = (key, ShardedMetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable,
+                                                  workers=d.workers, address=d.address,
+                                                  recompute_every=m.estimator.recompute_every))
+        return self._ray[1]
+
+    def close(self) -> None:
+        """Stop the Ray workers of a ``distributed`` run now (a later meta-step starts new ones)."""
+        if self._ray is not None:
+            self._ray[1].close()
+            self._ray = None
 
     # ------------------------------------------------------------------ one meta-step
     def meta_step(self) -> dict:
+        if self.exp.distributed and self._ray is None and self.estimator is not None:
+            self._make_metagrad()  # its workers were stopped (close); bptt carries no state to lose
         t0 = time.perf_counter()
         loss, grads = self.estimator.estimate(self.protocol, self.draws)
         bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]

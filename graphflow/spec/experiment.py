@@ -201,6 +201,19 @@ class MetaTrainingSpec(_Model):
         return self
 
 
+class DistributedSpec(_Model):
+    """Where the meta-gradient is computed: Ray workers, each a slice of the outer batch
+    (``docs/distributed.md``; ``pip install 'graphflow[ray]'``)."""
+
+    engine: Literal["ray"] = "ray"
+    """The distributed engine (Ray, the only one so far)."""
+    workers: PositiveInt
+    """Ray actors, each computing the meta-gradient of a slice of the outer batch's tasks."""
+    address: Text | None = None
+    """The Ray cluster to join: ``auto`` (the one ``ray start --head`` started on this machine) or
+    ``ray://host:port``; null starts a local Ray instance sized to this machine."""
+
+
 class ExperimentSpec(_Model):
     """Everything ``graphflow train`` needs to run and resume an experiment."""
 
@@ -231,6 +244,16 @@ class ExperimentSpec(_Model):
     ``--resume`` continues from the latest."""
     eval_tasks: PositiveInt = 20
     """Tasks of each evaluation during training (the same tasks every time)."""
+    distributed: DistributedSpec | None = None
+    """Compute each meta-gradient on Ray workers (the bptt estimator), or in this process (null).
+    The meta-losses are those of one process within float32 summation order."""
+
+    @model_validator(mode="after")
+    def _distributed_estimator(self) -> "ExperimentSpec":
+        if self.distributed is not None and self.meta.estimator.kind != "bptt":
+            raise ValueError(f"distributed: only the bptt estimator runs on Ray workers so far, not "
+                             f"{self.meta.estimator.kind} (meta.estimator.kind)")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import statistics
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +120,36 @@ def test_points_run_as_ray_tasks_are_the_points_run_here(ray_instance, complete,
     for label in LABELS:
         assert meta_losses(tmp_path / "out" / "points" / label) == meta_losses(done / "points" / label)
     assert [c["eval_mean"] for c in on_ray["configs"]] == [c["eval_mean"] for c in results["configs"]]
+
+
+def test_a_point_whose_ray_task_is_killed_resumes_its_checkpoint(ray_instance, tmp_path):
+    """Ray retries the task of a killed process; the retry resumes the point's checkpoint, so the
+    log has every meta-step once, with the losses of an uninterrupted run."""
+    path = write_sweep(tmp_path, grid={"seed": [0]}, fixed={"meta.steps": 30, "checkpoint_every": 2, "eval_tasks": 3})
+    point = load_sweep(path).points[0]
+    folder = tmp_path / "out" / "points" / point.label
+    killed = []
+
+    def kill_the_task_after_its_first_checkpoint():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if (folder / "checkpoint.npz").exists() and (folder / ".lock").exists():
+                pid = int((folder / ".lock").read_text().split()[0])  # the trainer's process: the Ray task's
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_the_task_after_its_first_checkpoint)
+    killer.start()
+    try:
+        results = run_sweep(load_sweep(path), tmp_path / "out", workers=2)
+    finally:
+        killed.append(None)  # stop the killer if it never fired
+        killer.join()
+    assert isinstance(killed[0], int) and killed[0] != os.getpid()
+    assert results["points"][0]["ran"] == "resumed" and results["points"][0]["step"] == 30
+    Trainer(point.experiment, tmp_path / "whole").train(progress=False)
+    assert meta_losses(folder) == meta_losses(tmp_path / "whole")
 
 
 def test_the_command_prints_the_table_and_a_failed_point_is_an_error(complete, tmp_path, capsys):

@@ -13,6 +13,10 @@ class GraphError(GraphflowError, ValueError):
     """A graph is structurally invalid: cycle, dangling or duplicate node, fan-in mismatch, ..."""
 
 
+class GraphWarning(UserWarning):
+    """A graph is valid but probably not what was meant (a cross-entropy loss on no softmax)."""
+
+
 class DataError(GraphflowError, ValueError):
     """Data handed to the engine or the meta-gradient has the wrong shape, is empty, or names an unknown block."""
 

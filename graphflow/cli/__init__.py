@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     from graphflow.backend import keep_freed_memory
 
     keep_freed_memory()  # the process is ours: keep freed memory for reuse (graphflow.backend)
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     _register()
     try:
         result = app(args=argv, prog_name="graphflow", standalone_mode=False)

@@ -10,12 +10,13 @@ graph is scheduled or run.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
-from graphflow.errors import GraphError
+from graphflow.errors import GraphError, GraphWarning
 from graphflow.graph import kinds
 from graphflow.graph.blocks import (
     ActivationNodes,
@@ -66,10 +67,21 @@ def build(spec) -> Graph:
     blocks = _stack_blocks(spec) if isinstance(spec, S.StackSpec) else _freeform_blocks(spec)
     dag = block_dag(blocks)
     _check_wiring(blocks, dag)
+    _warn_cross_entropy_without_softmax(blocks)
     waves = block_waves(dag, blocks)
     ordered = [b for wave in waves for b in wave]
     slots = _assign_groups(ordered, spec.sharing, spec.groups)
     return Graph(ordered, slots, waves, dag, spec)
+
+
+def _warn_cross_entropy_without_softmax(blocks) -> None:
+    """A cross-entropy loss reads probabilities: on anything but a softmax it is rarely meant."""
+    units = {b.name: b for b in blocks if not isinstance(b, WeightNodes)}  # a weight block may share its neurons' name
+    for b in blocks:
+        if isinstance(b, LossNodes) and b.fn == "ce" and not isinstance(units.get(b.src), SoftmaxNodes):
+            warnings.warn(f"loss {b.name!r}: cross-entropy on {b.src!r} ({getattr(units.get(b.src), 'kind', '?')} block), "
+                          f"not on a softmax; it clips its input to (0, 1) and reads it as probabilities", GraphWarning,
+                          stacklevel=3)
 
 
 # ---------------------------------------------------------------------------------------------

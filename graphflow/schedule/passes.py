@@ -167,6 +167,13 @@ def _learner(graph, slot_key: str, detail: str) -> Stage:
                  inputs=(f"message_in:{s.key}", f"state:{s.key}"), outputs=(f"message_out:{s.key}", f"update:{s.key}"))
 
 
+def _learn_and_send(graph, b, slot: str) -> list[Stage]:
+    """A 1:1 unit's learner call, then its message sent to its one source unit."""
+    return [_learner(graph, slot, f"{b.size} nodes"),
+            Stage("message", "send", b.name, detail=f"1:1 -> {b.src}",
+                  inputs=(f"message_out:{slot}",), outputs=(f"received:{b.src}",))]
+
+
 def message_stages(graph, aggregation: str = "mean") -> list[Stage]:
     combine = aggregation
     stages = []
@@ -175,16 +182,12 @@ def message_stages(graph, aggregation: str = "mean") -> list[Stage]:
             slot = f"{b.name}/loss"
             stages.append(Stage("message", "seed", b.name, detail=f"[loss] -> {slot}[{b.size}]",
                                 inputs=(f"loss:{b.name}",), outputs=(f"message_in:{slot}",)))
-            stages.append(_learner(graph, slot, f"{b.size} nodes"))
-            stages.append(Stage("message", "send", b.name, detail=f"1:1 -> {b.src}",
-                                inputs=(f"message_out:{slot}",), outputs=(f"received:{b.src}",)))
+            stages += _learn_and_send(graph, b, slot)
         elif isinstance(b, (ActivationNodes, SoftmaxNodes)):
             slot = f"{b.name}/{b.label}"
             stages.append(Stage("message", "gather", b.name, detail=f"{combine} over consumers of {b.name}[{b.size}]",
                                 inputs=(f"received:{b.name}",), outputs=(f"message_in:{slot}",)))
-            stages.append(_learner(graph, slot, f"{b.size} nodes"))
-            stages.append(Stage("message", "send", b.name, detail=f"1:1 -> {b.src}",
-                                inputs=(f"message_out:{slot}",), outputs=(f"received:{b.src}",)))
+            stages += _learn_and_send(graph, b, slot)
         elif isinstance(b, NeuronNodes):
             slot = f"{b.name}/b"
             stages.append(Stage("message", "gather", b.name, detail=f"{combine} over consumers of {slot}[{b.size}]",

@@ -184,16 +184,7 @@ def parse_graph_spec(data: dict | str) -> StackSpec | FreeFormSpec:
     ...                   {"kind": "loss", "fn": "l2"}]}).inputs
     2
     """
-    if not isinstance(data, str) and (problem := _unusable(data)):
-        raise SpecError(f"invalid graph spec:\n  {problem}")
-    try:
-        if isinstance(data, str):
-            return GRAPH_SPEC.validate_json(data)
-        return GRAPH_SPEC.validate_python(data)
-    except ValidationError as err:
-        raise SpecError(format_validation_error(err, "graph spec", data)) from None
-    except RecursionError:
-        raise SpecError(f"invalid graph spec: {TOO_DEEP}") from None
+    return _validated(data, "graph spec", GRAPH_SPEC.validate_json, GRAPH_SPEC.validate_python)
 
 
 def parse_experiment_spec(data: dict | str) -> ExperimentSpec:
@@ -206,16 +197,20 @@ def parse_experiment_spec(data: dict | str) -> ExperimentSpec:
     graphflow.errors.SpecError: invalid experiment spec:
       seed: Input should be greater than or equal to 0 (got -1)
     """
+    return _validated(data, "experiment spec", ExperimentSpec.model_validate_json, ExperimentSpec.model_validate)
+
+
+def _validated(data, what: str, from_json, from_python):
+    """``data`` (JSON text or Python data) validated by ``from_json`` or ``from_python``; every
+    failure one :class:`SpecError` naming ``what`` and the fields at fault."""
     if not isinstance(data, str) and (problem := _unusable(data)):
-        raise SpecError(f"invalid experiment spec:\n  {problem}")
+        raise SpecError(f"invalid {what}:\n  {problem}")
     try:
-        if isinstance(data, str):
-            return ExperimentSpec.model_validate_json(data)
-        return ExperimentSpec.model_validate(data)
+        return from_json(data) if isinstance(data, str) else from_python(data)
     except ValidationError as err:
-        raise SpecError(format_validation_error(err, "experiment spec", data)) from None
+        raise SpecError(format_validation_error(err, what, data)) from None
     except RecursionError:
-        raise SpecError(f"invalid experiment spec: {TOO_DEEP}") from None
+        raise SpecError(f"invalid {what}: {TOO_DEEP}") from None
 
 
 def read_json_file(path: str | Path, what: str = "spec file"):

@@ -254,22 +254,34 @@ class EsEstimator(_Memoryless):
 
     def gradient(self, protocol, batch: MetaBatch, init: dict, seed: int):
         """Meta-loss (the population's mean) and the ES estimate on one outer batch, with the noise of ``seed``."""
+        theta = self.loop.parameters(protocol)
+        losses = self.member_losses(theta, batch, init, seed, range(self.population))
+        return self.combine(_shapes(theta), losses, seed)
+
+    def member_losses(self, theta: dict, batch: MetaBatch, init: dict, seed: int, members) -> np.ndarray:
+        """The meta-losses of the population ``members`` (indices; member ``2j`` is theta + sigma eps_j,
+        ``2j + 1`` theta - sigma eps_j) on ``batch`` from the initial networks ``init``: what a
+        worker computes for its slice of the population (the noise is regenerated from ``seed``)."""
         loop = self.loop
-        theta = loop.parameters(protocol)
         shapes = _shapes(theta)
-        losses = np.empty(self.population)
-        for member in range(self.population):
+        losses = np.empty(len(members))
+        for i, member in enumerate(members):
             pair, sign = divmod(member, 2)
             params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma, loop.base)
             _, terms = loop.run(params, loop.fresh(init), batch, 1.0 / batch.steps, 1.0)
-            losses[member] = float(loop.base.to_numpy(terms).mean())
+            losses[i] = float(loop.base.to_numpy(terms).mean())
+        return losses
+
+    def combine(self, shapes: dict[str, tuple], losses: np.ndarray, seed: int):
+        """Meta-loss and ES estimate from every member's loss (in member order), the noise of ``seed``
+        regenerated: the reduction, in a fixed order, of however many slices computed ``losses``."""
         fitness = centered_ranks(losses) if self.fitness_shaping == "centered_rank" else losses
         diffs = fitness[0::2] - fitness[1::2]
         grads = {k: np.zeros(s) for k, s in shapes.items()}
         for pair, diff in enumerate(diffs):
             for k, eps in pair_noise(shapes, seed, pair).items():
                 grads[k] += eps * (diff / (self.population * self.sigma))
-        return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
+        return float(losses.mean()), {k: g.astype(self.loop.base.dtype) for k, g in grads.items()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -293,6 +293,27 @@ class Graph:
         s = self.stats()
         return f"Graph({s['total_nodes']} nodes, {len(self.blocks)} blocks, {s['learner_groups']} learner groups)"
 
+    def _repr_svg_(self) -> str:
+        """What a notebook shows for a graph: its drawing collapsed to one box per block part, as
+        SVG (Graphviz when installed, else the matplotlib fallback; see :func:`graphflow.viz.draw_graph`).
+
+        The drawing code lives in :mod:`graphflow.viz`, which reads graphs; it is imported here,
+        when a notebook asks, so that building a graph never loads it.
+
+        >>> import graphflow as gf
+        >>> g = gf.build(gf.stack(1, gf.Dense(2), gf.L2Loss()))
+        >>> svg = g._repr_svg_()
+        >>> svg.lstrip().startswith(("<?xml", "<svg")) and "dense0/w" in svg
+        True
+        """
+        import tempfile
+        from pathlib import Path
+
+        from graphflow.viz.graph_drawing import draw_graph
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return draw_graph(self, Path(tmp) / "graph.svg", collapsed=True).read_text()
+
 
 def wiring_index(dag: nx.DiGraph, blocks) -> tuple[dict[str, list[Block]], dict[str, list[WeightNodes]]]:
     """From the block DAG: the blocks reading each unit block as their ``src`` (its consumers), and

@@ -202,6 +202,7 @@ class Trainer:
         self._ray = None  # (what it was built for, the ShardedMetaGradient) of a distributed run
         self.draws = RunDraws(self)
         self.history: list[dict] = []
+        self.listeners: list = []  # listener(trainer, record) after each record (graphflow.meta.tensorboard)
 
     @property
     def metagrads(self) -> list[MetaGradient]:
@@ -524,6 +525,8 @@ class Trainer:
         self.history.append(record)
         if self.out:
             append_record(self.out / "log.jsonl", record)
+        for listener in self.listeners:
+            listener(self, record)
 
     def _truncate_log(self) -> None:
         """Drop log lines past the current step (written by a run that died before its checkpoint),

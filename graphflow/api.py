@@ -263,13 +263,38 @@ def run_folder(spec: ExperimentSpec, out: str | Path | None) -> Path:
 
 
 def open_trainer(spec: ExperimentSpec, folder: Path, resume: bool = False, steps: int | None = None,
-                 accept_checkpoint: bool = False) -> Trainer:
+                 accept_checkpoint: bool = False, tensorboard: bool = False) -> Trainer:
     """A :class:`Trainer` for a fresh run in ``folder``, or one continuing its checkpoint (``resume``).
 
     A fresh run never overwrites a checkpoint; a resumed one needs a checkpoint of the same
     experiment (``accept_checkpoint``: continue the checkpoint's own) below ``steps`` (default:
-    ``meta.steps``).
+    ``meta.steps``). With ``tensorboard``, the trainer also writes ``folder/tb/``
+    (:class:`graphflow.meta.tensorboard.TensorBoardLog`; close it with :func:`close_trainer`).
     """
+    if tensorboard:
+        from graphflow.meta.tensorboard import require_tensorboardx
+
+        require_tensorboardx()  # before any work
+    trainer = _new_or_resumed(spec, folder, resume, steps, accept_checkpoint)
+    if tensorboard:
+        from graphflow.meta.tensorboard import TensorBoardLog
+
+        TensorBoardLog(trainer)
+    return trainer
+
+
+def close_trainer(trainer: Trainer) -> None:
+    """Stop a trainer's Ray workers and close its listeners (its TensorBoard event file)."""
+    try:
+        trainer.close()
+    finally:
+        for listener in list(trainer.listeners):
+            if callable(getattr(listener, "close", None)):
+                listener.close()
+
+
+def _new_or_resumed(spec: ExperimentSpec, folder: Path, resume: bool, steps: int | None,
+                    accept_checkpoint: bool) -> Trainer:
     from graphflow.meta.trainer import Trainer
 
     checkpoint = folder / "checkpoint.npz"
@@ -298,7 +323,7 @@ def finish(trainer: Trainer) -> TrainResult:
 
 
 def train(experiment, out: str | Path | None = None, resume: bool = False, progress: bool = True, *,
-          steps: int | None = None, accept_checkpoint: bool = False) -> TrainResult:
+          steps: int | None = None, accept_checkpoint: bool = False, tensorboard: bool = False) -> TrainResult:
     """Meta-train a protocol, as ``graphflow train`` does: a run folder with its log, evals and checkpoint.
 
     Parameters
@@ -317,15 +342,22 @@ def train(experiment, out: str | Path | None = None, resume: bool = False, progr
         Stop after this many meta-steps in all (default: ``meta.steps``).
     accept_checkpoint
         With ``resume``: continue the checkpoint's experiment where ``experiment`` differs from it.
+    tensorboard
+        Also write TensorBoard event files into ``<out>/tb/`` (meta-loss, evals, per learner group
+        histograms of updates and messages: :mod:`graphflow.meta.tensorboard`); needs
+        ``graphflow[tensorboard]``. A resumed run appends to them.
 
     ``docs/meta-training.md`` trains a free-form graph this way, end to end.
     """
     spec = experiment_spec(experiment)
     steps = _whole("steps", steps, 1, optional=True)
-    trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint)
+    trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint, tensorboard)
     if resume and progress:
         print(f"resuming {trainer.exp.name} at meta-step {trainer.step}", file=sys.stderr)
-    trainer.train(steps, progress=progress)
+    try:
+        trainer.train(steps, progress=progress)
+    finally:
+        close_trainer(trainer)
     return finish(trainer)
 
 

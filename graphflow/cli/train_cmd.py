@@ -28,18 +28,22 @@ def train(
                                                   "experiment's distributed field). Needs graphflow[ray]."),
     address: str = typer.Option(None, help="With --workers: the Ray cluster to join ('auto', 'ray://host:port'; "
                                            "default: a local Ray instance sized to this machine)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard",
+                                     help="Also write TensorBoard event files into OUT/tb (meta-loss, evals, "
+                                          "histograms of each learner group's updates and messages): "
+                                          "tensorboard --logdir OUT. Needs graphflow[tensorboard]."),
 ) -> None:
     """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
-    from graphflow.api import experiment_spec, finish, open_trainer, run_folder
+    from graphflow.api import close_trainer, experiment_spec, finish, open_trainer, run_folder
 
     spec = with_workers(experiment_spec(config), workers, address)
-    trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint)
+    trainer = open_trainer(spec, run_folder(spec, out), resume, steps, accept_checkpoint, tensorboard)
     if resume:
         typer.echo(f"resuming {trainer.exp.name} at meta-step {trainer.step}", err=True)
     try:
         trainer.train(steps, progress=progress)
     finally:
-        trainer.close()
+        close_trainer(trainer)
     typer.echo(json.dumps(finish(trainer).summary()))
 
 
@@ -101,7 +105,8 @@ def evaluate(
     if plot:
         from graphflow.viz.curves import plot_eval_curves
 
-        plot_eval_curves(curves, plot, title=trained.header.get("name", "protocol"))
+        name = trained.header.get("name")
+        plot_eval_curves(curves, plot, protocol=f"{name} ({trained.path.name})" if name else str(trained.path))
     typer.echo(json.dumps(curves.to_json()) if as_json else curves.table())
 
 

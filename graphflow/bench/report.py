@@ -91,6 +91,9 @@ def format_table(report: dict) -> str:
                  f"{c['meta_inner_steps']} steps", format_seconds(c["meta_seconds"]), _bytes(c["meta_peak_bytes"])]
                 for c in scale]
         out += [""] + _rows(["scale", "weight nodes", "inner step", "peak", "meta-step", "time", "peak"], rows)
+    estimators = [c for c in cases if c["kind"] == "estimator"]
+    if estimators:
+        out += [""] + _estimator_lines(estimators)
     checks = [c for c in cases if c["kind"] == "memory-check"]
     if checks:
         rows = [[c["name"], _bytes(c["peak_bytes"]),
@@ -119,6 +122,20 @@ def format_table(report: dict) -> str:
                 bound = f"; at matmul peak it would be {t['bound']:.3g}" + ("" if t["attainable"] else ", short of the target")
             out.append(f"  [{mark}] {t['case']} {t['metric']} = {value} (target {t['target']}{bound}): {t['goal']}")
     return "\n".join(out)
+
+
+def _estimator_lines(cases: list[dict]) -> list[str]:
+    """The estimators cases: seconds and peak memory per meta-step, cosine to the exact gradient."""
+    rows = []
+    for c in cases:
+        options = ", ".join(f"{name} {c[name]}" for name in ("truncation", "population") if c.get(name) is not None)
+        rows.append([c["estimator"], str(c["unroll"]), options or "-", f"{c['tasks']}", format_seconds(c["seconds"]),
+                     _bytes(c["peak_bytes"]), f"{c['cosine']:.3f}"])
+    first = cases[0]
+    return _rows(["estimator", "T", "options", "tasks", "meta-step", "peak", "cosine to exact"], rows) + [
+        f"estimators: {first['trained_entries']:,} trained entries, batch {first['batch']}; a meta-step is one estimate "
+        "(no protocol update; truncated and pes: K of the T steps); cosine: of the whole unroll's estimate (truncated and "
+        "pes: the sum of its T / K meta-steps) to the exact gradient (bptt through all T steps) on the same tasks"]
 
 
 def _timed_row(c: dict, rounds: int, with_reference: bool) -> list[str]:

@@ -34,10 +34,11 @@ from graphflow.bench.scaling import linear_fit, plot_scaling
 from graphflow.bench.timing import median_seconds, peak_bytes
 from graphflow.errors import GraphflowError
 
-CASE_GROUPS = (*W.TIMED_CASES, "build", "memory", "scaling", "scale")
-DEFAULT_GROUPS = tuple(g for g in CASE_GROUPS if g != "scale")
-"""What runs without ``--cases``: every group but ``scale`` (784-1000-1000-10, minutes per meta-step)."""
-"""What ``--cases`` selects from (``build``, ``memory`` and ``scaling`` hold several cases or points)."""
+CASE_GROUPS = (*W.TIMED_CASES, "build", "memory", "scaling", "scale", "estimators")
+"""What ``--cases`` selects from (``build``, ``memory``, ``scaling`` and ``estimators`` hold several cases or points)."""
+DEFAULT_GROUPS = tuple(g for g in CASE_GROUPS if g not in ("scale", "estimators"))
+"""What runs without ``--cases``: every group but ``scale`` (784-1000-1000-10, minutes per meta-step) and
+``estimators`` (every estimator at T = 20 and 100: minutes; :mod:`graphflow.bench.estimators`)."""
 
 RATIO_DEFINITION = ("<baseline>_ratio = <baseline>_seconds / seconds (graphflow's median seconds per step; over rounds, "
                     "both sides' medians of their round medians); above 1: graphflow is faster")
@@ -604,6 +605,10 @@ def run_benchmarks(cases: list[str] | None = None, quick: bool = False, backend:
             from graphflow.bench.scale import scale_case
 
             results.append(scale_case(backend, quick, lambda message: _say(progress, message)))
+        elif group == "estimators":
+            from graphflow.bench.estimators import EstimatorSizes, estimator_cases
+
+            results += estimator_cases(EstimatorSizes.make(quick), backend, lambda message: _say(progress, message))
     try:
         machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:

@@ -6,6 +6,7 @@ Examples::
     graphflow bench --cases sinusoid-inner,mnist-inner
     graphflow bench --json results.json --plot docs/inner_step_scaling.png
     graphflow bench --cases scaling --max-nodes 300000
+    graphflow bench --cases estimators --json estimators.json
     graphflow bench --reference /tmp/mplp-tf-venv/bin/python --cases sinusoid-inner,sinusoid-meta --rounds 3
 """
 
@@ -26,7 +27,9 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="a smoke run for CI: few repetitions, a small sweep (well under a minute)"),
     cases: Optional[str] = typer.Option(None, help="comma-separated case groups (default all but scale): sinusoid-inner, "
                                                     "sinusoid-inner-4, sinusoid-meta, sinusoid-meta-64, mnist-inner, mnist-meta, "
-                                                    "mnist784-inner, build, memory, scaling, scale (784-1000-1000-10: minutes)"),
+                                                    "mnist784-inner, build, memory, scaling, scale (784-1000-1000-10: minutes), "
+                                                    "estimators (bptt, truncated, es, pes at T = 20 and 100: "
+                                                    "minutes; not in the default)"),
     plot: Optional[Path] = typer.Option(None, help="where to draw the scaling plot (default: docs/inner_step_scaling.png "
                                                    "when ./docs exists and not --quick)"),
     max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="cap the scaling sweep at this many weight nodes "

@@ -1,57 +1,87 @@
-"""docs/tutorial.md runs as written: every ```bash block, in order, in a fresh folder.
+"""docs/tutorial.md stays true: its commands run as written, print what it shows, and its claims hold.
 
-The folder gets a copy of ``examples/`` (the tutorial runs from a checkout's root) and the
-project's ``graphflow`` and ``python`` first on PATH. Every picture the tutorial shows must be one
-its commands produced (and be committed in docs/). Set ``GRAPHFLOW_UPDATE_DOCS=1`` to copy the
-freshly produced pictures into docs/.
+The tutorial is run by ``docs/tutorial_run.py`` (which also rewrites it: ``python
+docs/tutorial_run.py``), once, in a temporary folder; nothing is written into docs/.
 """
 
 from __future__ import annotations
 
-import os
+import doctest
+import importlib.util
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-TUTORIAL = ROOT / "docs" / "tutorial.md"
-NOT_PRODUCED = {"explorer.png"}  # the explorer's screenshot comes from tests/viz/test_explorer.py
 
 
-def bash_blocks(markdown: str) -> list[str]:
-    """The contents of the ```bash fenced blocks, in order."""
-    return re.findall(r"^```bash\n(.*?)^```$", markdown, flags=re.S | re.M)
+def _load_script():
+    spec = importlib.util.spec_from_file_location("tutorial_run", ROOT / "docs" / "tutorial_run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
-def pictures(markdown: str) -> list[str]:
-    return re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)
+tutorial_run = _load_script()
 
 
-def test_the_tutorial_runs_as_written(tmp_path):
-    markdown = TUTORIAL.read_text()
-    blocks = bash_blocks(markdown)
-    assert len(blocks) >= 6 and all("graphflow" in b or "python" in b for b in blocks)
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", MPLBACKEND="Agg")
-    for k, block in enumerate(blocks):
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"block {k}:\n{block}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
-    shown = [p for p in pictures(markdown) if p not in NOT_PRODUCED]
-    assert len(shown) >= 6
-    for name in shown:
-        produced = tmp_path / name
-        assert produced.read_bytes()[:4] == b"\x89PNG", f"the tutorial shows {name}, which its commands did not produce"
-        if os.environ.get("GRAPHFLOW_UPDATE_DOCS") == "1":
-            shutil.copyfile(produced, ROOT / "docs" / name)
-        assert (ROOT / "docs" / name).exists(), f"docs/{name} is not committed (GRAPHFLOW_UPDATE_DOCS=1 writes it)"
-    assert (tmp_path / "tiny.html").read_text().startswith("<!DOCTYPE html>")
-    assert (tmp_path / "runs" / "tiny" / "checkpoint.npz").exists()
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    return tutorial_run.run_tutorial(tmp_path_factory.mktemp("tutorial"))
+
+
+def test_every_printed_block_is_what_its_command_prints_now(outcome):
+    shown = [c for c in outcome.commands if c.shown is not None]
+    text_blocks = re.findall(r"^```text$", outcome.markdown, flags=re.M)
+    assert len(shown) == len(text_blocks) >= 7, "every text block of the tutorial must sit right under a bash block"
+    stale = tutorial_run.stale_blocks(outcome)
+    assert not stale, "\n".join(stale) + f"\n(rerun {tutorial_run.REGENERATE})"
+
+
+def test_every_claim_of_the_prose_holds(outcome):
+    assert len(tutorial_run.CLAIMS) >= 6
+    false = tutorial_run.false_claims(outcome)
+    assert not false, "\n".join(false)
+
+
+def test_every_picture_is_made_by_the_tutorial_and_committed(outcome):
+    assert len(tutorial_run.pictures(outcome.markdown)) >= 8
+    missing = tutorial_run.missing_pictures(outcome)
+    assert not missing, "\n".join(missing)
+    assert (outcome.folder / "tiny.html").read_text().startswith("<!DOCTYPE html>")
+    assert (outcome.folder / "runs" / "tiny" / "checkpoint.npz").exists()
+    assert (ROOT / "docs" / "explorer.png").exists()  # shown, made by tests/viz/test_explorer.py
+
+
+def test_a_stale_number_or_a_stale_sentence_is_caught(outcome):
+    command = next(c for c in outcome.commands if c.shown and "message_vs_gradient" in c.code)
+    printed = outcome.printed[outcome.commands.index(command)]
+    first_corr = re.search(r"^\s+0\s+(\S+)", printed, flags=re.M).group(1)
+    flipped = printed.replace(f" {first_corr} ", f" {-float(first_corr):.3f} ", 1)
+    assert tutorial_run.block_differences(printed, printed) == []
+    assert tutorial_run.block_differences(flipped, printed) and tutorial_run.block_differences(printed + "x\n", printed)
+    edited = tutorial_run.Outcome(outcome.markdown.replace("negatively at steps 0 and 1", "at steps 0 and 1"),
+                                  outcome.folder, outcome.commands, outcome.printed)
+    assert any("no longer says" in p for p in tutorial_run.false_claims(edited))
+
+
+def test_the_script_rewrites_exactly_the_printed_blocks(outcome):
+    blank = re.sub(r"(^```text\n).*?(^```$)", r"\1\2", outcome.markdown, flags=re.S | re.M)
+    emptied = tutorial_run.Outcome(blank, outcome.folder, tutorial_run.commands(blank), outcome.printed)
+    assert tutorial_run.rewritten(emptied) == tutorial_run.rewritten(outcome)
+    assert tutorial_run.stale_blocks(tutorial_run.Outcome(
+        tutorial_run.rewritten(outcome), outcome.folder, tutorial_run.commands(tutorial_run.rewritten(outcome)),
+        outcome.printed)) == []
+
+
+def test_the_script_examples():
+    failures, tried = doctest.testmod(tutorial_run)
+    assert tried >= 5 and failures == 0
 
 
 def test_the_tutorial_shows_the_experiment_it_runs():
-    markdown = TUTORIAL.read_text()
+    markdown = tutorial_run.TUTORIAL.read_text()
     assert "examples/tiny_sinusoid.json" in markdown and (ROOT / "examples" / "tiny_sinusoid.json").exists()
-    assert (ROOT / "docs" / "explorer.png").exists()

@@ -7,6 +7,7 @@ damaged or hand-edited file is a clear error naming the field or array, never a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,54 @@ def export_protocol(source: str | Path, out: str | Path, summary: dict | None = 
     if summary is not None:
         header["summary"] = summary
     save_checkpoint(out, arrays, header)
+    return Path(out)
+
+
+def export_safetensors(source: str | Path, out: str | Path, summary: dict | None = None) -> Path:
+    """Write the protocol of a training checkpoint, a run folder or a protocol file as a
+    safetensors file that PyTorch, JAX and numpy users load without graphflow.
+
+    The tensors are the protocol's float32 arrays under their :meth:`Protocol.flat` names
+    (``learner::<group>::<name>``, ``norm::<group>::<name>``) and, for a MAML run, the initial
+    network's under ``init::<parameter>``. The metadata entry ``graphflow`` is a JSON object: ``kind``
+    (graphflow-protocol), ``graphflow_version``, ``name``, ``trained_steps``, the ``graph``, ``learner``
+    and ``experiment`` specs and, when given, ``summary``. ``out`` is replaced atomically.
+    Needs the ``safetensors`` extra.
+
+    >>> import tempfile
+    >>> from safetensors import safe_open
+    >>> path = export_safetensors(BUNDLED, Path(tempfile.mkdtemp()) / "demo.safetensors")
+    >>> with safe_open(path, "numpy") as f:
+    ...     header = json.loads(f.metadata()["graphflow"])
+    ...     first = sorted(f.keys())[0]
+    >>> header["kind"], header["name"], first
+    ('graphflow-protocol', 'sinusoid-5x10', 'learner::dense0/b::gru.W_reset_c')
+    """
+    try:
+        from safetensors.numpy import save
+    except ModuleNotFoundError as err:
+        if (err.name or "").partition(".")[0] != "safetensors":
+            raise
+        raise GraphflowError("--format safetensors needs safetensors: pip install 'graphflow[safetensors]'") from None
+    from graphflow import __version__
+    from graphflow.io import atomic_write
+    from graphflow.learners.protocol import ParamKey
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    _, protocol, init, meta = load_protocol(path)
+    exp = header_experiment(meta, path)
+    tensors = {k: np.array(v, np.float32, order="C") for k, v in protocol.flat().items()}
+    tensors.update({str(ParamKey.init(k)): np.array(v, np.float32, order="C") for k, v in (init or {}).items()})
+    header = {"kind": PROTOCOL_KIND, "graphflow_version": __version__, "name": exp.name,
+              "trained_steps": meta.get("step", meta.get("trained_steps")),
+              "graph": exp.graph.model_dump(mode="json"), "learner": exp.learner.model_dump(mode="json"),
+              "experiment": exp.model_dump(mode="json")}
+    if summary is not None:
+        header["summary"] = summary
+    data = save(tensors, metadata={"graphflow": json.dumps(header)})
+    atomic_write(out, lambda f: f.write(data))
     return Path(out)
 
 

@@ -96,3 +96,95 @@ def test_bad_input_is_one_error_line(capsys, trained, tmp_path, case, message):
         extra = ["--summary"]
     assert message in error_line(capsys, "export", source, "--out", out, *extra)
     assert not out.exists() or case == "itself"
+
+
+# ----------------------------------------------------------------------------------------------
+# --format safetensors: read back with the safetensors library alone
+
+
+@pytest.fixture(scope="module")
+def trained_maml(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("maml")
+    Trainer(tiny_experiment(steps=2, maml=True), folder).train(progress=False)
+    return folder
+
+
+@pytest.mark.parametrize("run", ["trained", "trained_maml"])
+def test_safetensors_export_holds_every_protocol_array_and_the_specs(capsys, run, tmp_path, request):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    import graphflow
+
+    folder = request.getfixturevalue(run)
+    out = tmp_path / "p.safetensors"
+    assert main(["export", str(folder), "--format", "safetensors", "--out", str(out), "--summary"]) == 0
+    assert capsys.readouterr().out.startswith(f"{out}: the protocol of tiny after 2 meta-steps, ")
+
+    arrays = load_file(out)
+    _, protocol, init, meta = load_protocol(folder / "checkpoint.npz")
+    want = dict(protocol.flat())
+    want.update({f"init::{k}": v for k, v in (init or {}).items()})
+    assert (init is not None) == (run == "trained_maml")
+    assert sorted(arrays) == sorted(want)
+    for key, value in want.items():
+        assert arrays[key].dtype == np.float32 and arrays[key].shape == value.shape, key
+        assert np.array_equal(arrays[key], value), key
+
+    with safe_open(out, "numpy") as f:
+        header = json.loads(f.metadata()["graphflow"])
+    assert header["kind"] == "graphflow-protocol" and header["graphflow_version"] == graphflow.__version__
+    assert header["name"] == "tiny" and header["trained_steps"] == 2
+    assert header["graph"] == meta["graph"] and header["learner"] == meta["learner"]
+    assert header["experiment"] == meta["experiment"]
+    assert header["summary"] == summarize_log(folder / "log.jsonl")
+
+
+def test_safetensors_export_of_a_protocol_file(capsys, trained, tmp_path):
+    from safetensors.numpy import load_file
+
+    npz, out = tmp_path / "p.npz", tmp_path / "p.safetensors"
+    assert main(["export", str(trained), "--out", str(npz)]) == 0
+    assert main(["export", str(npz), "--format", "safetensors", "--out", str(out)]) == 0
+    want = load_protocol(npz)[1].flat()
+    arrays = load_file(out)
+    assert sorted(arrays) == sorted(want) and all(np.array_equal(arrays[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "safetensors", "--out", "{tmp}/p.npz"], "--format safetensors writes a .safetensors file; name it p.safetensors"),
+    (["--out", "{tmp}/p.safetensors"], "a protocol file is an .npz archive; name it p.npz"),
+    (["--format", "pt", "--out", "{tmp}/p.pt"], "--format 'pt': choose one of npz, safetensors"),
+])
+def test_safetensors_bad_input_is_one_error_line(capsys, trained, tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert message in error_line(capsys, "export", trained, *args)
+    assert not list(tmp_path.iterdir())
+
+
+def test_safetensors_without_the_library_is_one_clear_error(capsys, trained, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    line = error_line(capsys, "export", trained, "--format", "safetensors", "--out", tmp_path / "p.safetensors")
+    assert line == "error: --format safetensors needs safetensors: pip install 'graphflow[safetensors]'"
+
+
+def test_the_loading_snippet_of_the_docs_runs(capsys, trained, tmp_path, monkeypatch):
+    """docs/meta-training.md's numpy snippet loads what the export there writes, without graphflow's help."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "meta-training.md").read_text()
+    section = doc[doc.index("## Exporting a protocol"):]
+    export = re.search(r"^graphflow (export .*--format safetensors.*)$", section, re.M).group(1).split()
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "two-branches").symlink_to(trained)
+    assert main(export[:1] + [a.strip("'") for a in export[1:]]) == 0
+    namespace: dict = {}
+    exec(compile(snippet, "docs/meta-training.md", "exec"), namespace)
+    want = load_protocol(trained)[1].flat()
+    assert sorted(namespace["arrays"]) == sorted(want)
+    assert namespace["header"]["trained_steps"] == 2

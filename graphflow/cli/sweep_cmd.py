@@ -26,7 +26,7 @@ def sweep(
     out: Path = typer.Option(..., help="The sweep folder: points/<label>/ per grid point, results.json, "
                                        "results.csv, summary.csv, results.png."),
     workers: int = typer.Option(0, min=0, help="Run this many points at once as Ray tasks (0 or 1: one after "
-                                               "another in this process). Needs graphflow[ray]."),
+                                               "another in this process). Needs graphflow\\[ray]."),
     address: Optional[str] = typer.Option(None, help="With --workers: the Ray cluster to join ('auto', "
                                                      "'ray://host:port'; default: a local Ray instance)."),
 ) -> None:

@@ -25,13 +25,13 @@ def train(
     progress: bool = typer.Option(True, help="Show a progress bar."),
     workers: int = typer.Option(None, min=0, help="Compute each meta-gradient on this many Ray workers, each a "
                                                   "slice of the outer batch (0: in this process; default: the "
-                                                  "experiment's distributed field). Needs graphflow[ray]."),
+                                                  "experiment's distributed field). Needs graphflow's ray extra."),
     address: str = typer.Option(None, help="With --workers: the Ray cluster to join ('auto', 'ray://host:port'; "
                                            "default: a local Ray instance sized to this machine)."),
     tensorboard: bool = typer.Option(False, "--tensorboard",
                                      help="Also write TensorBoard event files into OUT/tb (meta-loss, evals, "
                                           "histograms of each learner group's updates and messages): "
-                                          "tensorboard --logdir OUT. Needs graphflow[tensorboard]."),
+                                          "tensorboard --logdir OUT. Needs graphflow's tensorboard extra."),
 ) -> None:
     """Meta-train a protocol: progress bar, JSONL log, evals, atomic checkpoints, exact resume."""
     from graphflow.api import close_trainer, experiment_spec, finish, open_trainer, run_folder

@@ -52,7 +52,7 @@ def require_tensorboardx():
     try:
         import tensorboardX
     except ModuleNotFoundError as err:
-        if err.name != "tensorboardX":
+        if (err.name or "").partition(".")[0] != "tensorboardX":
             raise
         raise GraphflowError(MISSING) from None
     return tensorboardX

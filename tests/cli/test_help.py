@@ -65,3 +65,20 @@ def test_help_has_no_bool_types_no_raw_rest_and_one_way_of_positionals(path, com
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"graphflow {graphflow.__version__}\n"
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_help_loses_no_brackets_to_rich_markup(path, command):
+    """Help is rendered as rich markup: an unescaped ``graphflow[ray]`` would print as ``graphflow``."""
+    from rich.text import Text
+
+    ctx = click.Context(command, info_name=path)
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.get_params(ctx)]
+    for text in texts:
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), f"`{path}`: {text!r}"
+
+
+def test_extras_are_named_in_full_in_the_rendered_help(capsys):
+    for args, extra in ((["train"], "graphflow'stensorboardextra"), (["export"], "graphflow[safetensors]")):
+        assert main(args + ["--help"]) == 0
+        assert extra in "".join(capsys.readouterr().out.replace("│", "").split())

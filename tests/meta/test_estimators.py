@@ -493,3 +493,29 @@ def test_the_estimators_train_and_resume_on_a_device(kind, device_backend, tmp_p
     resumed.train(progress=False)
     assert [s for s, _ in meta_losses(tmp_path)] == [1, 2, 3]
     assert all(np.isfinite(loss) for _, loss in meta_losses(tmp_path))
+
+
+def test_pes_peak_memory_does_not_grow_with_the_unroll():
+    """A PES meta-step runs its truncation forward only: at one truncation per unroll (K = T), its
+    peak (tracemalloc) at T = 100 is that of T = 10, on the graph and batches of the ES test."""
+    graph = gf.build(sinusoid())
+    protocol = Protocol.init(graph, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(8, 8)))
+    loop = EngineLoop(graph, protocol, protocol.trainable())
+    rng = np.random.default_rng(0)
+    init = dict(Engine(graph, protocol).init_network(rng, 2).params)
+    batches = {steps: batch_for(graph, rng, tasks=2, steps=steps, shots=40) for steps in (10, 100)}
+
+    def peak(steps):
+        estimator, draws = PesEstimator(loop, 2, steps, steps, 2, 0.01, stagger=False), FixedDraws(batches[steps], init)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            estimator.estimate(protocol, draws)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(10)  # first-call allocations are not the unroll's
+    short, long = peak(10), peak(100)
+    print(f"PES peak memory: {short / 2**20:.2f} MiB at T = K = 10, {long / 2**20:.2f} MiB at T = K = 100")
+    assert long < 1.2 * short, (short, long)

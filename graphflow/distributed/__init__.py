@@ -4,6 +4,9 @@
   :class:`graphflow.meta.metaloss.MetaGradient`; Ray actors compute slices of the outer batch and
   the driver reduces them in a fixed order, so the result is the single-process one up to float32
   summation order.
+- :class:`graphflow.distributed.population.EsPopulation` splits an ES population over Ray actors
+  (each gets the step's seed and its members, and returns their meta-losses); the driver reduces
+  them in member order, so an ES run logs the single-process meta-losses bit for bit.
 - :mod:`graphflow.distributed.sweep` runs a grid of experiments, each an ordinary resumable run
   folder, as Ray tasks or in this process, and tabulates and draws their results.
 - :mod:`graphflow.distributed.cluster` joins or starts Ray.

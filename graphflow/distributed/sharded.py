@@ -14,7 +14,9 @@ returns the same ``(meta-loss, {protocol key: gradient})``. What runs where:
 
 When a worker's process dies (killed, out of memory, its machine gone), the driver sees Ray's
 actor error (or Ray's out-of-memory kill), starts a fresh actor in its place and sends it the same shard: a shard depends only
-on what the driver sends, so the result is the same as if nothing had happened.
+on what the driver sends, so the result is the same as if nothing had happened. That part,
+starting, replacing and stopping actors and gathering their answers in worker order, is
+:class:`ActorPool`, which :class:`graphflow.distributed.population.EsPopulation` shares.
 """
 
 from __future__ import annotations
@@ -123,24 +125,19 @@ def reduce_shards(results: list[tuple[float, dict]], weights: list[float]) -> tu
     return loss, grads
 
 
-class ShardedMetaGradient:
-    """A drop-in :class:`~graphflow.meta.metaloss.MetaGradient` whose outer batch is split over Ray actors.
+class ActorPool:
+    """``workers`` Ray actors of one class, started once, and what keeps them alive: a worker whose
+    process dies is replaced by a fresh actor (built with the same arguments) and its part of the
+    call sent again, up to ``max_restarts`` times per part and call.
 
-    ``workers`` actors (default: one per ``cpus_per_worker`` CPUs of the Ray instance) each build
-    ``MetaGradient(graph, protocol, backend, dtype, trainable, **options)`` once; ``options`` are
-    MetaGradient's (``recompute_every``, ``threads`` (default ``cpus_per_worker``),
-    ``remat_cells``, ...). ``address``: None starts a local Ray instance sized to the machine,
-    ``"auto"`` or ``"ray://host:port"`` joins a cluster (see :func:`graphflow.distributed.cluster.connect`).
-    A worker that dies is replaced and its shard recomputed, up to ``max_restarts`` times per shard
-    and call. :attr:`stats` says where the last call's time and bytes went.
-
-    Use it as a context manager, or call :meth:`close`, to stop the actors (and the local Ray
-    instance it started).
+    ``workers`` defaults to one per ``cpus_per_worker`` CPUs of the Ray instance; ``address`` is
+    :func:`graphflow.distributed.cluster.connect`'s. The actor class must have ``pid()``. Use it as
+    a context manager, or call :meth:`close`, to stop the actors (and the local Ray instance it
+    started).
     """
 
-    def __init__(self, graph, protocol, backend="numpy", dtype=np.float32, trainable: list[str] | None = None, *,
-                 workers: int | None = None, address: str | None = None, cpus_per_worker: float = 1,
-                 max_restarts: int = 3, start_timeout: float = 120.0, **options):
+    def __init__(self, actor, build: tuple, *, workers: int | None = None, address: str | None = None,
+                 cpus_per_worker: float = 1, max_restarts: int = 3, start_timeout: float = 120.0):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise GraphflowError(f"workers: expected a whole number of at least 1, not {workers!r}")
         if max_restarts < 0:
@@ -152,20 +149,14 @@ class ShardedMetaGradient:
         self.workers = workers or max(1, int(cluster_cpus() // cpus_per_worker))
         self.max_restarts = max_restarts
         self.start_timeout = start_timeout
-        self.trainable = trainable if trainable is not None else protocol.trainable()
-        options.setdefault("threads", max(1, int(cpus_per_worker)))
-        self._build = (graph, protocol, backend, dtype, self.trainable, options)
-        # Which initial networks are shared by all tasks (MAML) and which per task: as MetaGradient decides.
-        from graphflow.engine import Engine
-
-        self._shapes = Engine(graph, protocol).parameter_shapes()
+        self._build = build
         self.restarts = 0
         """Workers replaced since the start."""
         self.events: list[dict] = []
         """One entry per replaced worker: which, its old pid, why."""
         self.stats = CallStats()
-        self._actor_class = self.ray.remote(ShardWorker).options(num_cpus=cpus_per_worker, max_restarts=0,
-                                                                 max_task_retries=0)
+        self._actor_class = self.ray.remote(actor).options(num_cpus=cpus_per_worker, max_restarts=0,
+                                                           max_task_retries=0)
         self._actors: list = [None] * self.workers
         self._pids: list[int | None] = [None] * self.workers
         try:
@@ -226,50 +217,24 @@ class ShardedMetaGradient:
         shutdown_if_started(getattr(self, "started_ray", False))
         self.started_ray = False
 
-    def __enter__(self) -> "ShardedMetaGradient":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ one call
-    def __call__(self, protocol, batch: MetaBatch, init: dict, hint_weight=0.7, heldout_weight=0.3,
-                 init_trainable: bool = False):
-        """(meta-loss float, {name: gradient numpy array}) for ``protocol`` on ``batch``, as MetaGradient's."""
+    def _check_open(self) -> None:
         if any(actor is None for actor in self._actors):
-            raise GraphflowError("this ShardedMetaGradient is closed")
-        started = time.perf_counter()
-        stats = self.stats = CallStats()
-        slices = shard_slices(batch.tasks, self.workers)
-        put_started = time.perf_counter()
-        protocol_ref = self.ray.put(protocol)
-        stats.put_seconds = time.perf_counter() - put_started
-        stats.protocol_bytes = array_bytes(protocol)
-        shared = {key: tuple(np.shape(v)) == self._shapes.get(key) for key, v in init.items()}
-        shards = [(batch.select(part), {key: v if shared[key] else v[part] for key, v in init.items()})
-                  for part in slices]
-        stats.shard_bytes = [array_bytes(shard) for shard in shards]
+            raise GraphflowError(f"this {type(self).__name__} is closed")
 
-        def submit(k):
-            return self._actors[k].compute.remote(protocol_ref, *shards[k], hint_weight, heldout_weight,
-                                                  init_trainable)
-
-        refs = [submit(k) for k in range(len(shards))]
-        results = []
-        for k in range(len(shards)):  # in worker order: the reduction's order does not depend on who finishes first
-            results.append(self._collect(k, refs[k], submit))
-        reduce_started = time.perf_counter()
-        stats.shard_seconds = [seconds for _, _, (seconds, _) in results]
-        stats.shard_cpu_seconds = [cpu for _, _, (_, cpu) in results]
-        stats.result_bytes = [array_bytes(grads) for _, grads, _ in results]
-        weights = [(part.stop - part.start) / batch.tasks for part in slices]
-        loss, grads = reduce_shards([(loss, grads) for loss, grads, _ in results], weights)
-        stats.reduce_seconds = time.perf_counter() - reduce_started
-        stats.seconds = time.perf_counter() - started
-        return loss, grads
+    def _gather(self, parts: int, submit) -> list:
+        """The answers of ``submit(actor, k)`` for parts ``k = 0 .. parts - 1`` (part k on worker k),
+        in part order: the order a reduction sees does not depend on who finishes first."""
+        refs = [submit(self._actors[k], k) for k in range(parts)]
+        return [self._collect(k, refs[k], submit) for k in range(parts)]
 
     def _collect(self, k: int, ref, submit):
-        """Shard ``k``'s answer; a dead worker is replaced and the shard sent again."""
+        """Part ``k``'s answer; a dead worker is replaced and the part sent again."""
         lost = (self.ray.exceptions.RayActorError,) + tuple(
             getattr(self.ray.exceptions, name) for name in ("ActorUnavailableError", "WorkerCrashedError",
                                                             "OutOfMemoryError")
@@ -283,5 +248,68 @@ class ShardedMetaGradient:
                                           f"(last: {type(err).__name__}); giving up after {self.max_restarts} "
                                           f"restarts") from None
                 self._replace(k, err)
-                ref = submit(k)
+                ref = submit(self._actors[k], k)
         raise AssertionError("unreachable")
+
+
+class ShardedMetaGradient(ActorPool):
+    """A drop-in :class:`~graphflow.meta.metaloss.MetaGradient` whose outer batch is split over Ray actors.
+
+    ``workers`` actors (default: one per ``cpus_per_worker`` CPUs of the Ray instance) each build
+    ``MetaGradient(graph, protocol, backend, dtype, trainable, **options)`` once; ``options`` are
+    MetaGradient's (``recompute_every``, ``threads`` (default ``cpus_per_worker``),
+    ``remat_cells``, ...). ``address``: None starts a local Ray instance sized to the machine,
+    ``"auto"`` or ``"ray://host:port"`` joins a cluster (see :func:`graphflow.distributed.cluster.connect`).
+    A worker that dies is replaced and its shard recomputed, up to ``max_restarts`` times per shard
+    and call (:class:`ActorPool`). :attr:`stats` says where the last call's time and bytes went.
+
+    Use it as a context manager, or call :meth:`close`, to stop the actors (and the local Ray
+    instance it started).
+    """
+
+    def __init__(self, graph, protocol, backend="numpy", dtype=np.float32, trainable: list[str] | None = None, *,
+                 workers: int | None = None, address: str | None = None, cpus_per_worker: float = 1,
+                 max_restarts: int = 3, start_timeout: float = 120.0, **options):
+        self.trainable = trainable if trainable is not None else protocol.trainable()
+        options.setdefault("threads", max(1, int(cpus_per_worker)))
+        # Which initial networks are shared by all tasks (MAML) and which per task: as MetaGradient decides.
+        from graphflow.engine import Engine
+
+        self._shapes = Engine(graph, protocol).parameter_shapes()
+        super().__init__(ShardWorker, (graph, protocol, backend, dtype, self.trainable, options), workers=workers,
+                         address=address, cpus_per_worker=cpus_per_worker, max_restarts=max_restarts,
+                         start_timeout=start_timeout)
+
+    def __enter__(self) -> "ShardedMetaGradient":
+        return self
+
+    # ------------------------------------------------------------------ one call
+    def __call__(self, protocol, batch: MetaBatch, init: dict, hint_weight=0.7, heldout_weight=0.3,
+                 init_trainable: bool = False):
+        """(meta-loss float, {name: gradient numpy array}) for ``protocol`` on ``batch``, as MetaGradient's."""
+        self._check_open()
+        started = time.perf_counter()
+        stats = self.stats = CallStats()
+        slices = shard_slices(batch.tasks, self.workers)
+        put_started = time.perf_counter()
+        protocol_ref = self.ray.put(protocol)
+        stats.put_seconds = time.perf_counter() - put_started
+        stats.protocol_bytes = array_bytes(protocol)
+        shared = {key: tuple(np.shape(v)) == self._shapes.get(key) for key, v in init.items()}
+        shards = [(batch.select(part), {key: v if shared[key] else v[part] for key, v in init.items()})
+                  for part in slices]
+        stats.shard_bytes = [array_bytes(shard) for shard in shards]
+
+        def submit(actor, k):
+            return actor.compute.remote(protocol_ref, *shards[k], hint_weight, heldout_weight, init_trainable)
+
+        results = self._gather(len(shards), submit)
+        reduce_started = time.perf_counter()
+        stats.shard_seconds = [seconds for _, _, (seconds, _) in results]
+        stats.shard_cpu_seconds = [cpu for _, _, (_, cpu) in results]
+        stats.result_bytes = [array_bytes(grads) for _, grads, _ in results]
+        weights = [(part.stop - part.start) / batch.tasks for part in slices]
+        loss, grads = reduce_shards([(loss, grads) for loss, grads, _ in results], weights)
+        stats.reduce_seconds = time.perf_counter() - reduce_started
+        stats.seconds = time.perf_counter() - started
+        return loss, grads

@@ -199,7 +199,7 @@ class Trainer:
         self.init = None  # MAML: the shared, meta-trained initial network
         self.optimizer = Adam(exp.meta.learning_rate)
         self.estimator = None  # built by setup() or restore()
-        self._ray = None  # (what it was built for, the ShardedMetaGradient) of a distributed run
+        self._ray = None  # (what they were built for, the Ray workers) of a distributed run
         self.draws = RunDraws(self)
         self.history: list[dict] = []
         self.listeners: list = []  # listener(trainer, record) after each record (graphflow.meta.tensorboard)
@@ -255,21 +255,38 @@ class Trainer:
         per_shard = max(1, default_threads() // shards)
         self.estimator = make_estimator(m.estimator, self.graph, self.protocol, trainable, m, self.exp.backend,
                                         init_trainable=self.init is not None, shards=shards, threads_per_shard=per_shard)
-        if self.exp.distributed:  # the bptt estimator's one shard, the whole outer batch, is split over Ray workers
-            self.estimator.metagrads = [self._ray_metagrad(trainable)]
+        if not self.exp.distributed:
+            return
+        if m.estimator.kind == "bptt":  # its one shard, the whole outer batch, is split over Ray workers
+            self.estimator.metagrads = [self._ray_workers(trainable)]
+        elif m.estimator.kind == "es":  # its population is split over Ray workers
+            from graphflow.distributed.population import DistributedEs
 
-    def _ray_metagrad(self, trainable: list[str]):
-        """The :class:`graphflow.distributed.sharded.ShardedMetaGradient` that ``distributed`` asks for,
-        started once: a restore (a rollback, a resume) keeps its workers."""
+            self.estimator = DistributedEs(self.estimator, self._ray_workers(trainable))
+        else:  # the spec refuses the others (ExperimentSpec's distributed field)
+            raise GraphflowError(f"distributed: the {m.estimator.kind} estimator does not run on Ray workers "
+                                 f"(meta.estimator.kind)")
+
+    def _ray_workers(self, trainable: list[str]):
+        """The Ray workers that ``distributed`` asks for, started once (a restore, a rollback or a
+        resume keeps them): a :class:`graphflow.distributed.sharded.ShardedMetaGradient` for bptt,
+        an :class:`graphflow.distributed.population.EsPopulation` for es (built on ``self.estimator``,
+        the one-process estimator, whose twin each worker builds)."""
         d, m = self.exp.distributed, self.exp.meta
-        key = (tuple(trainable), d)
+        key = (tuple(trainable), d, m.estimator)
         if self._ray is None or self._ray[0] != key:
-            from graphflow.distributed.sharded import ShardedMetaGradient
-
             self.close()
-            self._ray = (key, ShardedMetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable,
-                                                  workers=d.workers, address=d.address,
-                                                  recompute_every=m.estimator.recompute_every))
+            if m.estimator.kind == "es":
+                from graphflow.distributed.population import EsPopulation
+
+                workers = EsPopulation(self.estimator, workers=d.workers, address=d.address)
+            else:
+                from graphflow.distributed.sharded import ShardedMetaGradient
+
+                workers = ShardedMetaGradient(self.graph, self.protocol, self.exp.backend, trainable=trainable,
+                                              workers=d.workers, address=d.address,
+                                              recompute_every=m.estimator.recompute_every)
+            self._ray = (key, workers)
         return self._ray[1]
 
     def close(self) -> None:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from graphflow.cli import main
-from graphflow.errors import SpecError
 from graphflow.meta.checkpoint import load_checkpoint
 from graphflow.meta.trainer import Trainer
 from graphflow.spec import parse_experiment_spec
@@ -105,11 +104,6 @@ def test_a_worker_killed_mid_run_leaves_the_same_final_checkpoint(ray_instance, 
     (a, meta_a), (b, meta_b) = (load_checkpoint(tmp_path / name / "checkpoint.npz") for name in ("whole", "killed"))
     assert meta_a["step"] == meta_b["step"] == 8 and sorted(a) == sorted(b)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def test_only_bptt_runs_on_workers():
-    with pytest.raises(SpecError, match="distributed: only the bptt estimator runs on Ray workers so far, not es"):
-        parse_experiment_spec(experiment(workers=2, estimator={"kind": "es", "population": 4}))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphflow.inspect.queries import QUANTITIES, node_series
+from graphflow.inspect.queries import node_series
 from graphflow.io.jsonl import finite_or_none
 from graphflow.viz.drawing import COLLAPSE_ABOVE, drawing_of, layered_positions
 
@@ -33,6 +33,16 @@ MAX_DETAILED_NODES = 4000
 PX = {False: (58, 48), True: (140, 60)}
 """Pixels between neighbours of one layer and between layers, per scalar (False) and collapsed (True).
 Layers run top (inputs) to bottom (losses), so that deep graphs fit beside the history panel."""
+LABEL_WIDTH = {False: PX[False][0] - 6, True: 116}
+"""The widest a box's label may be drawn, in pixels (a scalar node's label sits above its circle
+between its neighbours'; a part's inside its 124-pixel box); the page cuts longer labels with an
+ellipsis and keeps the whole text in the box's tooltip."""
+DESCENT = "descent direction (−gradient)"
+"""How the page names and signs the backprop gradient everywhere (colours, values, charts): as
+−gradient, the direction an update should point, so that it reads beside the learned update."""
+QUANTITY_LABELS = {"abs_update": "|update|", "update": "update", "descent": DESCENT,
+                   "message_out": "outgoing message norm", "message_in": "incoming message norm"}
+"""What the page can colour nodes by, in the selector's order (``descent`` is −``gradient``)."""
 
 
 def _round(values, digits: int = 4):
@@ -40,6 +50,53 @@ def _round(values, digits: int = 4):
     a = np.asarray(values, np.float64)
     rounded = np.array([float(f"{v:.{digits}g}") for v in a.ravel()], np.float64).reshape(a.shape)
     return finite_or_none(rounded)
+
+
+def _colour_values(run) -> dict[str, dict[str, np.ndarray]]:
+    """Quantity -> part -> [step, node] values the page colours by (``descent``: −gradient)."""
+    out = {}
+    for key in QUANTITY_LABELS:
+        series = node_series(run, "gradient" if key == "descent" else key)
+        out[key] = {part: -v for part, v in series.items()} if key == "descent" else series
+    return out
+
+
+def _part_histories(run, rec) -> dict[str, np.ndarray]:
+    """The per-node histories the details panel charts, for every recorded node of one part at once
+    (the reductions of :class:`~graphflow.inspect.run.NodeHistory`, with the ``node`` axis kept)."""
+    steps = run.step_labels
+    out = {}
+    if "update" in rec.fields:
+        out["update"] = rec.labelled("update", steps).mean("task").values  # [step, node]
+    if "gradient" in rec.fields:
+        out["descent"] = -rec.labelled("gradient", steps).mean("task").values
+    if rec.role in ("weight", "bias") and "states" in rec.fields:
+        out["value"] = rec.labelled("states", steps).isel(example=0, channel=0).mean("task").values
+    for name in ("message_in", "message_out"):
+        if name in rec.fields:
+            message = rec.labelled(name, steps)
+            out[f"{name}_norm"] = message.norm("channel").mean("example").mean("task").values
+            out[name] = message.mean(("task", "example")).values  # [step, node, channel]
+    return out
+
+
+def _node_entries(run, limit: int = MAX_DETAILED_NODES) -> dict[str, dict]:
+    """Node id -> what the details panel shows, for the first ``limit`` recorded nodes (a few numpy
+    reductions per part, not per node: a run of hundreds of nodes on a 1.8M-node graph stays quick)."""
+    nodes: dict[str, dict] = {}
+    for part, rec in run.parts.items():
+        if len(nodes) >= limit:
+            break
+        histories = _part_histories(run, rec)
+        for pos, nid in enumerate(rec.ids[:limit - len(nodes)]):
+            entry = {"part": part, "role": rec.role, "group": rec.group,
+                     "recorded": [bool(r) for r in rec.recorded[:, pos]]}
+            for name, values in histories.items():
+                entry[name] = _round(values[:, pos])
+                if name in ("message_in", "message_out"):
+                    entry[f"{name}_channels"] = list(rec.channels.get(name, []))
+            nodes[nid] = entry
+    return nodes
 
 
 def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> dict:
@@ -64,8 +121,8 @@ def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_
                       "x": x, "y": layer * dy, "fill": drawing.fill(box), "recorded": recorded})
     arrows = [[index[a.src], index[a.dst]] for a in drawing.arrows if a.direction == "forward"]
 
-    values = {q: {part: _round(v) for part, v in node_series(run, q).items()} for q in QUANTITIES}
-    quantities = {q: label for q, label in QUANTITIES.items() if values[q]}
+    values = {q: {part: _round(v) for part, v in by_part.items()} for q, by_part in _colour_values(run).items()}
+    quantities = {q: label for q, label in QUANTITY_LABELS.items() if values[q]}
     parts = {}
     for part, rec in run.parts.items():
         block, label = part.split("/")
@@ -77,34 +134,19 @@ def explorer_data(run, collapsed: bool | None = None, threshold: int = COLLAPSE_
             shape, cells = [1, graph.part_size(part)], [[0, int(n)] for n in rec.nodes]
         parts[part] = {"role": rec.role, "group": rec.group, "ids": rec.ids, "shape": shape, "cells": cells}
 
-    nodes = {}
-    for nid in run.node_ids()[:MAX_DETAILED_NODES]:
-        hist = run.node(nid)
-        entry = {"part": hist.part, "role": hist.role, "group": hist.group,
-                 "recorded": [bool(r) for r in hist.recorded]}
-        for name in ("update", "gradient"):
-            if name in hist:
-                entry[name] = _round(hist[name].mean("task").values)
-        if hist.role in ("weight", "bias"):
-            entry["value"] = _round(hist.value.mean("task").values)
-        for name in ("message_in", "message_out"):
-            if name in hist:
-                entry[f"{name}_norm"] = _round(hist.message_norm(name).mean("task").values)
-                entry[name] = _round(hist[name].mean(("task", "example")).values)
-                entry[f"{name}_channels"] = list(hist[name].labels("channel"))
-        nodes[nid] = entry
-
+    nodes = _node_entries(run)
     source = run.header.get("meta", {})
     return {
         "title": str(source.get("title") or f"graphflow run: {', '.join(run.patterns)}"),
-        "subtitle": f"{run.steps} inner steps, {run.header['tasks']} task(s) of {run.header['batch']} examples; "
+        "subtitle": f"{run.steps} inner step{'s' if run.steps != 1 else ''}, {run.header['tasks']} task(s) of "
+                    f"{run.header['batch']} examples; "
                     f"{len(recorded_ids)} recorded nodes" + ("; with backprop gradients" if run.has_gradients else ""),
         "steps": run.steps,
         "collapsed": drawing.collapsed,
         "graph_title": drawing.title,
-        "width": max(widest - 1, 1) * dx, "height": max(rows) * dy,
+        "width": max(widest - 1, 1) * dx, "height": max(rows) * dy, "label_width": LABEL_WIDTH[drawing.collapsed],
         "boxes": boxes, "arrows": arrows, "parts": parts,
-        "quantities": quantities, "values": values, "nodes": nodes,
+        "quantities": quantities, "values": values, "nodes": nodes, "descent": DESCENT,
         "detailed": len(nodes) == len(recorded_ids),
         "loss": _round(run.mean_loss()),
     }

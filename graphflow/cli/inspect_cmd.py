@@ -24,6 +24,27 @@ SOURCE_HELP = {
     "prior": "Reference .npy checkpoints: flat prior (initial network).",
 }
 """Help of the options that say how ``inspect`` and ``explore`` record a run from a checkpoint."""
+PICTURES = (".png", ".svg")
+"""What ``inspect --plot`` writes."""
+
+
+def _recording_source(source: Path, nodes: str | None, otherwise: str = "") -> Path:
+    """The file to read or record: a training run folder stands for its ``checkpoint.npz`` (which
+    needs ``--nodes``, as every checkpoint does); anything else is itself."""
+    if not source.is_dir():
+        return source
+    checkpoint = source / "checkpoint.npz"
+    if not checkpoint.exists():
+        fail(f"{source}: a folder without a checkpoint.npz, not a training run folder")
+    if not nodes:
+        fail(f"{source} is a training run folder: say which nodes to record from its checkpoint "
+             f"(--nodes PATTERN){otherwise}")
+    return checkpoint
+
+
+def _check_picture(plot: Path | None) -> None:
+    if plot is not None and plot.suffix.lower() not in PICTURES:
+        fail(f"--plot {plot}: pictures are written as {' or '.join(PICTURES)}")
 
 
 def _source_options(nodes: str | None, task, seed, steps, shots, tasks, gradients, data, preset, prior):
@@ -122,11 +143,11 @@ def _meta_log(source: Path, plot: Path | None, run_only: dict[str, object]) -> N
 
 @app.command("inspect")
 def inspect_command(
-    source: Path = typer.Argument(..., metavar="RUN|CHECKPOINT|LOG",
+    source: Path = typer.Argument(..., metavar="RUN_FILE|CHECKPOINT|RUN_FOLDER|LOG",
                                   help="A run file (from --save-run, `mplp replay --inspect` or the Python API), or a "
-                                       "checkpoint to record a run from: a graphflow protocol/training checkpoint "
-                                       "(.npz) or a reference .npy with --preset. With --kind meta: a training run "
-                                       "folder or its log.jsonl."),
+                                       "checkpoint to record a run from with --nodes: a graphflow protocol/training "
+                                       "checkpoint (.npz), a training run folder (its checkpoint.npz) or a reference "
+                                       ".npy with --preset. With --kind meta: a training run folder or its log.jsonl."),
     nodes: str = typer.Option(None, "--nodes", help="Node ids or globs, comma-separated: 'dense2/w[3,*],relu1/act[*]'. "
                                                     "A checkpoint records these; a run shows these (default: all)."),
     steps: str = typer.Option(None, "--steps", help="Steps to show, e.g. 0,2,4 (default: all)."),
@@ -158,11 +179,13 @@ def inspect_command(
 
     if kind not in PLOT_KINDS:
         fail(f"--kind {kind!r}: choose one of {', '.join(PLOT_KINDS)}")
+    _check_picture(plot)
     if kind == "meta":
         return _meta_log(source, plot, {"--nodes": nodes, "--steps": steps, "--json": json_out, "--save-run": save_run})
-    if source.is_dir() or source.suffix == ".jsonl":
-        fail(f"{source} is a folder or a .jsonl log, not a run or checkpoint file; a training run's meta-training "
-             f"log is drawn with --kind meta --plot F")
+    if source.suffix == ".jsonl":
+        fail(f"{source} is a .jsonl log, not a run or checkpoint file; a training run's meta-training log is drawn "
+             f"with --kind meta --plot F")
+    source = _recording_source(source, nodes, ", or draw its meta-training log with --kind meta --plot F")
     request = _source_options(nodes, task, seed, inner_steps, shots, tasks, gradients, data, preset, prior)
     run = open_run(source, request)
     if save_run:
@@ -219,9 +242,11 @@ def inspect_command(
 
 @app.command("explore")
 def explore_command(
-    source: Path = typer.Argument(..., metavar="RUN|CHECKPOINT", help="A run file, or a checkpoint with --nodes "
-                                                                       "(recorded as `graphflow inspect` does)."),
-    out: Path = typer.Option(None, "--out", help="The HTML file to write (default: RUN with .html)."),
+    source: Path = typer.Argument(..., metavar="RUN_FILE|CHECKPOINT|RUN_FOLDER",
+                                  help="A run file, or a checkpoint or training run folder (its checkpoint.npz) with "
+                                       "--nodes (recorded as `graphflow inspect` does)."),
+    out: Path = typer.Option(None, "--out", help="The HTML file to write (default: the source with .html: "
+                                                 "runs/sin.html for runs/sin)."),
     nodes: str = typer.Option(None, "--nodes", help="Checkpoint sources: the nodes to record."),
     collapsed: bool = typer.Option(None, "--collapsed/--per-node",
                                    help="Draw block parts (--collapsed) or scalar nodes (--per-node); default: "
@@ -238,7 +263,10 @@ def explore_command(
     from graphflow.recording import open_run
     from graphflow.viz.explorer import write_explorer
 
+    if out is not None and out.suffix.lower() not in (".html", ".htm"):
+        fail(f"--out {out}: the explorer is an HTML page; name it {out.stem}.html")
+    target = out or (source.resolve() if source.is_dir() else source).with_suffix(".html")
+    source = _recording_source(source, nodes)
     run = open_run(source, _source_options(nodes, task, seed, inner_steps, shots, 1, True, data, preset, prior))
-    target = out or source.with_suffix(".html")
     write_explorer(run, target, collapsed)
     typer.echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB); open it in a browser")

@@ -161,5 +161,5 @@ def test_inspect_meta_log_errors_name_the_log(checkpoint, tmp_path, capsys):
     assert not picture.exists()
     # a log or run folder without --kind meta, and run options with it
     err = error(checkpoint.parent, "--plot", picture)
-    assert f"{checkpoint.parent} is a folder or a .jsonl log" in err and "--kind meta --plot F" in err
+    assert f"{checkpoint.parent} is a training run folder: say which nodes" in err and "--kind meta --plot F" in err
     assert "--nodes: not for --kind meta" in error(checkpoint.parent, "--kind", "meta", "--nodes", "dense2/b[0]")

@@ -13,9 +13,25 @@ from typer.core import TyperCommand, TyperGroup
 from graphflow.errors import GraphflowError
 
 
+def _unwrapped(text: str | None) -> str | None:
+    """A docstring's paragraphs one line each (typer prints a docstring's line breaks as they are,
+    so that later paragraphs break mid-sentence); a paragraph that starts with ``\\b`` keeps its lines."""
+    if not text:
+        return text
+    import inspect
+
+    return "\n\n".join(par if par.startswith("\b") else " ".join(par.split())
+                       for par in inspect.cleandoc(text).split("\n\n"))
+
+
 class _FlagsWithoutType:
     """Help that writes on/off flags without a type: typer puts ``<bool>`` beside every flag
-    (``--json <bool>``), which reads as if the flag took a value."""
+    (``--json <bool>``), which reads as if the flag took a value. And docstrings unwrapped
+    (:func:`_unwrapped`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = _unwrapped(self.help)
 
     def get_params(self, ctx):
         params = super().get_params(ctx)

@@ -143,7 +143,7 @@ def _meta_log(source: Path, plot: Path | None, run_only: dict[str, object]) -> N
 
 @app.command("inspect")
 def inspect_command(
-    source: Path = typer.Argument(..., metavar="RUN_FILE|CHECKPOINT|RUN_FOLDER|LOG",
+    source: Path = typer.Argument(..., metavar="RUN_FILE|CHECKPOINT|FOLDER",
                                   help="A run file (from --save-run, `mplp replay --inspect` or the Python API), or a "
                                        "checkpoint to record a run from with --nodes: a graphflow protocol/training "
                                        "checkpoint (.npz), a training run folder (its checkpoint.npz) or a reference "
@@ -242,7 +242,7 @@ def inspect_command(
 
 @app.command("explore")
 def explore_command(
-    source: Path = typer.Argument(..., metavar="RUN_FILE|CHECKPOINT|RUN_FOLDER",
+    source: Path = typer.Argument(..., metavar="RUN_FILE|CHECKPOINT|FOLDER",
                                   help="A run file, or a checkpoint or training run folder (its checkpoint.npz) with "
                                        "--nodes (recorded as `graphflow inspect` does)."),
     out: Path = typer.Option(None, "--out", help="The HTML file to write (default: the source with .html: "

@@ -82,3 +82,16 @@ def test_extras_are_named_in_full_in_the_rendered_help(capsys):
     for args, extra in ((["train"], "graphflow'stensorboardextra"), (["export"], "graphflow[safetensors]")):
         assert main(args + ["--help"]) == 0
         assert extra in "".join(capsys.readouterr().out.replace("│", "").split())
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_docstrings_unwrapped_and_positionals_shown_in_full(path, command, capsys):
+    """Paragraphs are one line each (typer would print a docstring's line breaks mid-sentence), and
+    each positional is written in full in the arguments table too (not cut to ``RUN_FILE|CHECK…``)."""
+    for paragraph in (command.help or "").split("\n\n"):
+        assert "\n" not in paragraph or paragraph.startswith("\b"), f"`{path}`: {paragraph!r}"
+    assert main(path.split()[1:] + ["--help"]) == 0
+    text = capsys.readouterr().out
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            assert text.count(param.metavar) >= 2, f"`{path} --help` cuts {param.metavar} short"

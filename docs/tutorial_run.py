@@ -364,8 +364,10 @@ def false_claims(outcome: Outcome) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the tutorial is stale")
-    parser.add_argument("--keep", type=Path, help="run in this folder (kept) instead of a temporary one")
+    parser.add_argument("--keep", type=Path, help="run in this new or empty folder (kept) instead of a temporary one")
     args = parser.parse_args(argv)
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: the folder is not empty (the tutorial starts from a fresh folder)")
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run_tutorial(args.keep or Path(tmp))
         if not args.check:

@@ -6,6 +6,15 @@ Array layout (leading axes): T tasks, B examples. Unit values are [T, B, n]; den
 
 The code uses only array operators and a few functions of ``xp`` (the backend's array module),
 so that the same code runs on numpy and CuPy.
+
+**Population members** (:meth:`Engine.set_member_parameters`): the engine can also run P
+protocols at once, the members of an ES population. Every learner and normalization entry then
+has a leading member axis [P, *shape], and the network state holds P x T tasks, member-major
+(task ``m * T + t`` is task t of member m). Outside the learner cells nothing changes but the
+normalization entries, which each member's tasks read as their own; a learner call splits its
+task axis into [P, T] (a view) and runs the cell with each member's parameters, its matrix
+products batched over the members (:mod:`graphflow.learners.cells`). Forward only: recording and
+the tape refuse per-member parameters.
 """
 
 from __future__ import annotations
@@ -18,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphflow.backend import Backend, block_part, get_backend, node_blocks
-from graphflow.errors import DataError
+from graphflow.errors import DataError, GraphflowError
 from graphflow.engine.stages import Buffers, run_stages
 from graphflow.graph import data_by_block
 from graphflow.graph.blocks import ActivationNodes, LossNodes, NeuronNodes
-from graphflow.learners.cells import gru_cell, stateless_cell
+from graphflow.learners.cells import MemberBiases, gru_cell, member_parameters, stateless_cell
 from graphflow.learners.protocol import Protocol, slot_layout
 from graphflow.schedule import schedule as make_schedule
 
@@ -119,6 +128,8 @@ class Engine:
         """A call under 2 x block_rows rows is still split, one block per thread, when each block gets at
         least this many rows (0: never); measured a few per cent faster on the published sizes."""
         self._executor = None
+        self.population: int | None = None
+        """P when the protocol's entries are per-member (:meth:`set_member_parameters`), else None."""
         self.protocol = protocol
         self.be = get_backend(backend)
         self.schedule = make_schedule(graph, protocol.spec.aggregation)
@@ -150,8 +161,69 @@ class Engine:
     def set_protocol(self, protocol: Protocol) -> None:
         """Use (device copies of) ``protocol``'s parameters from now on."""
         self.protocol = protocol
+        self.population = None
         self.learner_params = {g: {n: self.be.asarray(a) for n, a in p.items()} for g, p in protocol.learners.items()}
         self.norm_params = {g: {n: self.be.asarray(a) for n, a in p.items()} for g, p in protocol.norms.items()}
+        self._protocol_tables = (self.learner_params, self.norm_params)
+
+    def set_member_parameters(self, learners: dict, norms: dict, members: int) -> None:
+        """Run ``members`` protocols at once from now on (until :meth:`set_protocol`): the P
+        members of a population, on a network state of P x T tasks, member-major (task
+        ``m * T + t`` is member m's task t; inputs and targets of T tasks are every member's).
+
+        ``learners[group][name]`` and ``norms[group][name]`` are backend arrays [P, *shape] (one
+        entry per member) or [*shape] (the same for every member); the other entries are those of
+        the last :meth:`set_protocol`, shared. Forward passes only: the tape and inspection hooks
+        refuse per-member parameters.
+
+        >>> import graphflow as gf, numpy as np
+        >>> g = gf.build(gf.stack(1, gf.Dense(1), gf.L2Loss()))
+        >>> eng = Engine(g, Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(4, 4))))
+        >>> scales = np.array([0.0, 1.0], np.float32)  # member 0 does not update its weights
+        >>> eng.set_member_parameters({}, {"dense0/w": {"out_scale": scales}}, members=2)
+        >>> state = eng.init_network(np.random.default_rng(0), tasks=2 * 3)  # 2 members x 3 tasks
+        >>> x = np.ones((3, 4, 1), np.float32)
+        >>> new, res = eng.step(state, x, x)
+        >>> res.loss.shape, bool(np.array_equal(new.params["dense0/w"][:3], state.params["dense0/w"][:3]))
+        ((6, 4, 1), True)
+        """
+        if self.be.traced:
+            raise GraphflowError("per-member protocol parameters run forward only: the tape (meta-gradients) "
+                                 "needs one protocol; run the members one at a time to differentiate them")
+        if not isinstance(members, int) or members < 1:
+            raise ValueError(f"members {members!r}: a population needs a positive number of members")
+        xp = self.be.xp
+        tables = {}
+        for what, base, given in zip(("learner", "norm"), self._protocol_tables, (learners, norms)):
+            unknown = sorted(set(given) - set(base))
+            if unknown:
+                raise ValueError(f"per-member parameters: the protocol has no {what} group {unknown[0]!r}")
+            table = {}
+            for group, entries in base.items():
+                extra = sorted(set(given.get(group, {})) - set(entries))
+                if extra:
+                    raise ValueError(f"per-member parameters: {what}::{group} has no entry {extra[0]!r}")
+                table[group] = {}
+                for name, default in entries.items():
+                    shape = tuple(default.shape)
+                    a = given.get(group, {}).get(name, default)
+                    if tuple(a.shape) == shape:  # shared by every member: a view, no copy
+                        a = xp.broadcast_to(a, (members,) + shape)
+                    elif tuple(a.shape) != (members,) + shape:
+                        raise ValueError(f"per-member parameters: {what}::{group}::{name} has shape {list(a.shape)}; "
+                                         f"{members} members need {[members, *shape]} (or {list(shape)}, shared)")
+                    table[group][name] = a
+            tables[what] = table
+        self.learner_params, self.norm_params = tables["learner"], tables["norm"]
+        self.population = members
+
+    def per_task(self, entry, like):
+        """A normalization value ready to broadcast against ``like`` [tasks, ...]: itself, or with
+        per-member parameters (``entry`` [P]) each member's value for its tasks, [tasks, 1, ...]."""
+        if self.population is None:
+            return entry
+        return self.be.xp.repeat(entry, like.shape[0] // self.population, axis=0).reshape(
+            (like.shape[0],) + (1,) * (like.ndim - 1))
 
     def untraced(self) -> "Engine":
         """This engine on the plain backend, with the plain values of its protocol's arrays: what
@@ -165,6 +237,8 @@ class Engine:
         def value(a):
             return a.value if isinstance(a, Var) else a
 
+        if self.population is not None:
+            raise GraphflowError("per-member protocol parameters run forward only (no tape)")
         if self.threads > 1:
             self._pool()  # one pool, shared with the twin
         twin = copy.copy(self)
@@ -250,13 +324,33 @@ class Engine:
         values = self._feed(x, self.graph.inputs, "inputs", lead)
         if y is not None:
             values.update(self._feed(y, self.graph.targets, "targets", lead))
-        if lead[0][0] not in (1, tasks):
+        if self.population is not None:
+            values = self._population_data(values, tasks, lead)
+        elif lead[0][0] not in (1, tasks):
             raise DataError(f"{lead[1]}: {lead[0][0]} tasks, but the network holds {tasks}")
         buf = Buffers({f"value:{name}": v for name, v in values.items()})
         buf.update({f"param:{key}": v for key, v in state.params.items()})
         run_stages(self, self.schedule.forward, buf)
         return Forward(*({k.partition(":")[2]: v for k, v in buf.items() if k.startswith(prefix)}
                          for prefix in ("value:", "state:", "loss:", "output:")))
+
+    def _population_data(self, values: dict, tasks: int, lead: list) -> dict:
+        """Inputs and targets for P members x T tasks: data of T tasks (or one) is every member's."""
+        members = self.population
+        if tasks % members:
+            raise DataError(f"the network holds {tasks} tasks, not a multiple of its {members} population members")
+        if lead[0][0] not in (1, tasks // members, tasks):
+            raise DataError(f"{lead[1]}: {lead[0][0]} tasks, but the network holds {members} members x "
+                            f"{tasks // members} tasks")
+        xp = self.be.xp
+        out = {}
+        for name, a in values.items():
+            if a.shape[0] == 1 and tasks > 1:
+                a = xp.broadcast_to(a, (tasks,) + tuple(a.shape[1:]))
+            elif a.shape[0] != tasks:
+                a = xp.concatenate([a] * members, axis=0)
+            out[name] = a
+        return out
 
     # ------------------------------------------------------------------ learners
     def learner_streams(self, slot, incoming, states: tuple):
@@ -273,6 +367,9 @@ class Engine:
                 raw = [incoming[:, :, None], wstate[..., None], xstate[..., None, None]]
             else:  # replication by gather: each edge reads the message of its neuron
                 raw = [incoming[:, :, self.edge_index[w.name][1]], wstate[..., None], xstate[..., None]]
+        if self.population is not None:  # each member's standardization for its tasks
+            return raw, [(v + self.per_task(shift[:, k], v)) * self.per_task(scale[:, k], v)
+                         for k, v in enumerate(raw)]
         return raw, [(v + shift[k]) * scale[k] for k, v in enumerate(raw)]
 
     def call_learner(self, slot, streams, state: NetState, new_carries: dict, capture: list | None = None):
@@ -282,6 +379,8 @@ class Engine:
         ``capture``: a list that receives the cell's backward pass (cotangent of the cell's output
         -> gradients of its fused inputs, :func:`graphflow.autodiff.tape.fused_call`), for a stage
         recorded as a whole (:mod:`graphflow.engine.stages`)."""
+        if self.population is not None:
+            return self._call_members(slot, streams, state, new_carries)
         layout = self.layouts[slot.key]
         p = self.learner_params[slot.group]
         whole = self.be.traced or capture is not None  # the cell runs as one fused stage (blocking inside)
@@ -309,13 +408,58 @@ class Engine:
         upd = new[..., 0:1] if layout.has_parameter else None
         return upd, new[..., new.shape[-1] - layout.message:], new
 
-    def _blocked(self, fn, streams, carry=None, whole: bool = False):
+    def _call_members(self, slot, streams, state: NetState, new_carries: dict):
+        """:meth:`call_learner` with per-member parameters: in each block (a range of members, and of
+        nodes when one member is more than a block) the task axis becomes [members, T] and the cell
+        runs with those members' parameters, its matrix products batched over them."""
+        layout = self.layouts[slot.key]
+        p = self.learner_params[slot.group]
+        xp, members = self.be.xp, self.population
+        kernels = MemberBiases(self.be.kernels)
+        ndim = streams[0].ndim + 1  # the cell's arrays: [members, T, B, *nodes, width]
+        per_member = int(streams[0].shape[0]) // members
+
+        def split(a):
+            return a.reshape((-1, per_member) + tuple(a.shape[1:]))
+
+        def cell(blk, c, which):
+            params = member_parameters(p, ndim, which)
+            parts = [split(s) for s in blk]
+            if self.protocol.spec.kind == "stateless":
+                upd, msg = stateless_cell(xp, params, parts, layout.stream_widths, kernels=kernels)
+                out = (msg,) if upd is None else (upd, msg)
+            else:
+                act = self.protocol.spec.gru_mlp_activation
+                out = (gru_cell(xp, params, parts, layout.stream_widths, split(c), act, kernels=kernels),)
+            return tuple(a.reshape((-1,) + tuple(a.shape[2:])) for a in out)
+
+        if self.protocol.spec.kind == "stateless":
+            out = self._blocked(cell, streams, members=True)
+            if not layout.has_parameter:
+                return None, out[0], None
+            return out[0], out[1], None
+        carry = state.carries.get(slot.key)
+        shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
+        if carry is None:
+            carry = xp.zeros(shape, dtype=self.be.dtype)
+        elif tuple(carry.shape) != shape:
+            raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
+                             f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
+        new = self._blocked(cell, streams, carry, members=True)[0]
+        new_carries[slot.key] = new
+        upd = new[..., 0:1] if layout.has_parameter else None
+        return upd, new[..., new.shape[-1] - layout.message:], new
+
+    def _blocked(self, fn, streams, carry=None, whole: bool = False, members: bool = False):
         """``fn(streams, carry)`` over blocks of the node axes, on the engine's threads.
 
         Large learner calls (the weight nodes of a big layer) touch arrays far larger than the
         caches; running them in blocks of a few thousand rows keeps every intermediate in cache,
         and numpy releases the GIL, so blocks run in parallel. With ``whole`` (meta-gradients) ``fn``
-        runs in one piece; its fused stage does the blocking itself (:meth:`_node_blocks`).
+        runs in one piece; its fused stage does the blocking itself (:meth:`_node_blocks`). With
+        ``members`` (per-member parameters) the blocks are ranges of members (and of nodes when
+        one member's call is more than a block, :meth:`_member_blocks`) and ``fn(streams, carry,
+        members)`` also gets the block's members (a slice).
         """
         shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams])
         if whole:
@@ -324,30 +468,59 @@ class Engine:
         # finish): no concatenation afterwards.
         outputs: list = []
         lock = threading.Lock()
+        per_member = shape[0] // self.population if members else 0
 
         def run(block, single):
-            part = fn([block_part(s, block) for s in streams], block_part(carry, block))
+            if members:
+                (lo, hi), block = block
+                rows = slice(lo * per_member, hi * per_member)
+                part = fn([block_part(s[rows], block) for s in streams],
+                          None if carry is None else block_part(carry[rows], block), slice(lo, hi))
+            else:
+                part = fn([block_part(s, block) for s in streams], block_part(carry, block))
             if single:
                 return part
             with lock:
                 if not outputs:
                     outputs.extend(self.be.xp.empty(shape + a.shape[-1:], dtype=a.dtype) for a in part)
             for out, a in zip(outputs, part):
-                block_part(out, block)[...] = a
+                block_part(out[rows] if members else out, block)[...] = a
             return None
 
-        parts = self._node_blocks(run, shape)
+        parts = self._member_blocks(run, shape) if members else self._node_blocks(run, shape)
         return parts[0] if len(parts) == 1 else tuple(outputs)
+
+    def _block_rows(self, shape) -> int:
+        """Rows per block: ``block_rows``, or one block per thread for mid-sized calls (``min_block_rows``)."""
+        rows = self.block_rows
+        if self.threads > 1 and self.min_block_rows:  # mid-sized calls: one block per thread rather than one piece
+            rows = min(rows, max(self.min_block_rows, -(-int(np.prod(shape)) // self.threads)))
+        return rows
 
     def _node_blocks(self, fn, shape) -> list:
         """``[fn(block, single), ...]`` over the blocks of ``shape``'s node axes (:func:`node_blocks`,
         about ``block_rows`` rows each, or one per thread for mid-sized calls, see
         ``min_block_rows``), on the engine's threads; ``single`` says the one block is the whole
         (small shapes, a GPU, no cache blocking)."""
-        rows = self.block_rows
-        if self.threads > 1 and self.min_block_rows:  # mid-sized calls: one block per thread rather than one piece
-            rows = min(rows, max(self.min_block_rows, -(-int(np.prod(shape)) // self.threads)))
+        rows = self._block_rows(shape)
         blocks = node_blocks(shape, rows) if self.be.cache_blocking else [((0, shape[2]), None)]
+        return self._run_blocks(fn, blocks)
+
+    def _member_blocks(self, fn, shape) -> list:
+        """:meth:`_node_blocks` for per-member parameters: blocks ``((first member, end), node
+        block)``; members whose calls together fit in a block share one (their matrix products
+        batched), a member larger than a block is split over its nodes as one protocol's call is."""
+        members = self.population
+        if not self.be.cache_blocking:
+            return self._run_blocks(fn, [((0, members), ((0, shape[2]), None))])
+        rows = self._block_rows(shape)
+        per_member = (shape[0] // members,) + tuple(shape[1:])
+        inner = node_blocks(per_member, rows)
+        chunk = 1 if len(inner) > 1 else max(1, rows // max(1, int(np.prod(per_member))))
+        return self._run_blocks(fn, [((lo, min(lo + chunk, members)), block) for lo in range(0, members, chunk)
+                                     for block in inner])
+
+    def _run_blocks(self, fn, blocks) -> list:
         if len(blocks) == 1:
             return [fn(blocks[0], True)]
         if self.threads > 1:
@@ -368,6 +541,9 @@ class Engine:
             return self._step(state, x, y, recorder)
 
     def _step(self, state: NetState, x, y, recorder=None) -> tuple[NetState, StepResult]:
+        if recorder is not None and self.population is not None:
+            raise GraphflowError("inspection hooks record one protocol's nodes: run a population member on its own "
+                                 "to inspect it")
         fwd = self._forward(state, x, y)
         updates, carries = self.message_pass(state, fwd, recorder)
         buf = Buffers({f"param:{key}": v for key, v in state.params.items()}, recorder=recorder)

@@ -459,7 +459,8 @@ def aggregate_vjp(engine, stage, rec: Recorded) -> dict:
 
 def update(engine, stage, buf: Buffers) -> None:
     norm = engine.norm_params[stage.norm_group]
-    delta = (buf[_in(stage, 1)].mean(axis=1)[..., 0] - norm["out_mean"]) * norm["out_scale"]
+    mean = buf[_in(stage, 1)].mean(axis=1)[..., 0]
+    delta = (mean - engine.per_task(norm["out_mean"], mean)) * engine.per_task(norm["out_scale"], mean)
     buf[_out(stage)] = buf[_in(stage, 0)] + delta
     if buf.recorder is not None:
         buf.recorder.on_update(engine, stage.slot, delta)

@@ -7,6 +7,14 @@ its output neuron, its input along its input unit) and broadcast together: the B
 matrix is never built. ``xp`` is the array module (numpy, CuPy or a tracing namespace); only
 operators and a few ``xp`` functions are used, so that the same code can be traced for
 meta-gradients.
+
+**Population members.** The forward cells also run P protocols at once (the members of an ES
+population, :meth:`graphflow.engine.Engine.set_member_parameters`): every array then has a leading
+member axis (streams and carry [P, T, B, *nodes, width]), kernels are [P, in, out] and vectors
+[P, 1, ..., 1, width] (:func:`member_parameters`), each :func:`linear` is one batched matrix
+product over the members (``[P, rows, in] @ [P, in, out]``) and the bias chains add each member's
+bias as an array operation before the backend's chain (:class:`MemberBiases`). Without a member
+axis every function computes what it did before, the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ def linear(a, w):
     >>> linear(np.ones((2, 3, 4)), np.ones((4, 5))).shape
     (2, 3, 5)
     """
+    if w.ndim == 3:  # one kernel per population member [P, in, out]; ``a`` [P, ..., in]: a batched matmul
+        lead = a.shape[:-1]
+        return (a.reshape(lead[0], -1, a.shape[-1]) @ w).reshape((w.shape[0],) + lead[1:] + (w.shape[-1],))
     if a.ndim <= 2:
         return a @ w
     lead = a.shape[:-1]
@@ -37,11 +48,63 @@ def first_layer(xp, streams, kernel, widths):
     out = None
     row = 0
     for stream, width in zip(streams, widths):
-        rows = kernel[row:row + width]
-        term = stream * rows[0] if width == 1 else linear(stream, rows)
+        rows = kernel[..., row:row + width, :]
+        if width > 1:
+            term = linear(stream, rows)
+        elif kernel.ndim == 2:
+            term = stream * rows[0]
+        else:  # each member's row [P, out], against the stream's member axis
+            term = stream * _member_vector(rows[:, 0], stream.ndim)
         out = term if out is None else out + term
         row += width
     return out
+
+
+def _member_vector(v, ndim: int):
+    """Per-member vectors [P, width] shaped to broadcast against arrays [P, ..., width] of ``ndim`` axes."""
+    return v.reshape((v.shape[0],) + (1,) * (ndim - 2) + (v.shape[-1],))
+
+
+def member_parameters(p: dict, ndim: int, members: slice | None = None) -> dict:
+    """A learner's per-member parameters (every entry [P, *shape]) for cells on arrays [P, ..., width]
+    of ``ndim`` axes: the members ``members`` (all when None), kernels [P, in, out] as they are, vectors
+    [P, 1, ..., 1, width].
+
+    >>> import numpy as np
+    >>> p = member_parameters({"k": np.ones((3, 4, 5)), "b": np.ones((3, 5))}, ndim=5, members=slice(1, 3))
+    >>> p["k"].shape, p["b"].shape
+    ((2, 4, 5), (2, 1, 1, 1, 5))
+    """
+    out = {}
+    for name, a in p.items():
+        a = a if members is None else a[members]
+        out[name] = _member_vector(a, ndim) if a.ndim == 2 else a
+    return out
+
+
+class MemberBiases:
+    """The backend's elementwise chains (:mod:`graphflow.kernels`) for per-member biases
+    [P, 1, ..., 1, width] (:func:`member_parameters`): the compiled chains take one bias vector, so
+    each member's bias is added as an array operation and the chain runs with none; the chains
+    without a bias are the backend's."""
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+        self.name = f"{kernels.name}+member-biases"
+
+    def __getattr__(self, name):
+        return getattr(self.kernels, name)
+
+    def bias_act_(self, a, b, act: str):
+        a += b
+        return self.kernels.act_(a, act)
+
+    def add_bias_act(self, xa, lo: int, b, act: str):
+        return self.kernels.act_(xa[..., lo:lo + b.shape[-1]] + b, act)
+
+    def gate_(self, a, xa, lo: int, b):
+        a += b
+        return self.kernels.gate_(a, xa, lo, self.kernels.xp.zeros(a.shape[-1], dtype=a.dtype))
 
 
 def stateless_cell(xp, p, streams, widths, blocks=None, traced: bool = False, kernels=None):
@@ -128,7 +191,7 @@ def gru_cell(xp, p, streams, widths, carry, mlp_activation: str = "tanh", blocks
     :mod:`graphflow.autodiff.tape`). ``kernels``: the backend's elementwise chains.
     """
     k = _kernels(xp, kernels)
-    kernel = xp.concatenate([p[name] for name in GRU_KERNEL_PARAMS], axis=1)
+    kernel = xp.concatenate([p[name] for name in GRU_KERNEL_PARAMS], axis=-1)
     inputs = tuple(streams) + (carry, kernel) + tuple(p[name] for name in GRU_CORE_PARAMS)
     if not traced:
         return gru_forward(xp, k, mlp_activation, widths, *inputs)[0]

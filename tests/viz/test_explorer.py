@@ -172,7 +172,8 @@ LABELS_OUTSIDE = """() => {
     if (t.classList.contains("cut") && !t.querySelector("title")) bad.push("cut without a tooltip: " + t.textContent);
   }
   for (const e of document.querySelectorAll(".fit")) {
-    if (e.scrollWidth > e.clientWidth + 1 && (getComputedStyle(e).textOverflow !== "ellipsis" || e.title !== e.textContent))
+    const ellipsis = getComputedStyle(e).textOverflow === "ellipsis" && e.title === e.textContent;
+    if (e.scrollWidth > e.clientWidth + 1 && !ellipsis)
       bad.push("spills: " + e.textContent);
   }
   for (const e of document.querySelectorAll("#side > section, #controls, .part-card h3, #filter-box"))
@@ -280,8 +281,8 @@ def test_the_page_data_holds_each_nodes_history_as_run_node_gives_it():
     graph = gf.build(gf.stack(1, gf.Dense(3), gf.ReLU(), gf.Dense(1), gf.L2Loss()))
     engine = Engine(graph, Protocol.init(graph, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(8, 8))))
     xs = np.random.default_rng(0).uniform(-2, 2, (3, 2, 4, 1)).astype(np.float32)
-    _, run = record_run(engine, engine.init_network(np.random.default_rng(1), tasks=2), xs, np.sin(xs), "dense0/*,relu1/act[*]",
-                        gradients=True)
+    state = engine.init_network(np.random.default_rng(1), tasks=2)
+    _, run = record_run(engine, state, xs, np.sin(xs), "dense0/*,relu1/act[*]", gradients=True)
     nodes = explorer_data(run)["nodes"]
     assert list(nodes) == run.node_ids()
     for nid, entry in nodes.items():
@@ -294,7 +295,8 @@ def test_the_page_data_holds_each_nodes_history_as_run_node_gives_it():
                         descent=-hist["gradient"].mean("task").values)
         assert set(want) <= set(entry) and ("descent" in entry) == (hist.role in ("weight", "bias")), nid
         for name, values in want.items():
-            np.testing.assert_allclose(np.array(entry[name], float), values, rtol=1e-3, atol=1e-9, err_msg=f"{nid} {name}")
+            np.testing.assert_allclose(np.array(entry[name], float), values, rtol=1e-3, atol=1e-9,
+                                       err_msg=f"{nid} {name}")
 
 
 # ---------------------------------------------------------------------- user text in the page
@@ -499,8 +501,9 @@ def test_a_run_of_a_784_1000_1000_10_network_opens_and_filters_in_chromium(brows
     """One recorded inner step (1 task of 2 examples, with gradients) of 784-1000-1000-10 with 300
     nodes recorded: the page is interactive within 10 s of navigation start (``window.explorerReady``,
     the page's own clock), draws one box per block part and no element per unrecorded node, and the
-    filter box lists exactly the recorded nodes that :meth:`Run.select` gives for each pattern, in graph order (and
-    for a regular expression, the ids it matches). Prints the measured seconds (``pytest -s``)."""
+    filter box lists exactly the recorded nodes that :meth:`Run.select` gives for each pattern, in graph
+    order (and for a regular expression, the ids it matches). Prints the measured seconds (``pytest -s``).
+    A threshold the issue sets, 10 s, against about 1 s measured: no timing benchmark, a limit."""
     import re
     import time
 
@@ -530,10 +533,14 @@ def test_a_run_of_a_784_1000_1000_10_network_opens_and_filters_in_chromium(brows
             shown = p.locator("#filter-list li").evaluate_all("items => items.map((li) => li.dataset.id)")
             timings.append((p.evaluate("performance.now()") - start) / 1000)
             chosen = set(run.select(pattern))
-            assert shown == [nid for nid in run.node_ids() if nid in chosen], pattern  # in graph order
+            assert shown and shown == [nid for nid in run.node_ids() if nid in chosen], pattern  # in graph order
             assert p.inner_text("#filter-count").startswith(f"{len(shown)} matching recorded node")
         p.fill("#filter", r"/^dense2\/w\[\d*5,/")
-        assert p.locator("#filter-list li").all_inner_texts() == [i for i in run.node_ids() if re.match(r"dense2/w\[\d*5,", i)]
+        assert p.locator("#filter-list li").all_inner_texts() == [
+            i for i in run.node_ids() if re.match(r"dense2/w\[\d*5,", i)]
+        p.fill("#filter", r"/^dense0\/w\[3,(1|2)\d?\]$|,7\]$/")  # commas inside a regular expression are its own
+        assert p.locator("#filter-list li").all_inner_texts() == [
+            i for i in run.node_ids() if re.search(r"^dense0/w\[3,(1|2)\d?\]$|,7\]$", i)]
         p.fill("#filter", "dense2/w[3]")
         assert "take two indices" in p.inner_text("#filter-count") and p.locator("#filter-list li").count() == 0
         p.fill("#filter", "")
@@ -544,7 +551,8 @@ def test_a_run_of_a_784_1000_1000_10_network_opens_and_filters_in_chromium(brows
     finally:
         page.close()
     print(f"\n784-1000-1000-10, {graph.stats()['total_nodes']:,} nodes, 300 recorded: graph and engine "
-          f"{built - clock:.1f} s, one recorded inner step {recorded - built:.1f} s, explorer file "
+          f"{built - clock:.1f} s, a random network and one recorded inner step {recorded - built:.1f} s, "
+          f"explorer file "
           f"{written - recorded:.2f} s ({path.stat().st_size / 1e6:.2f} MB); in Chromium: interactive "
           f"{ready_s:.2f} s after navigation start, {elements} elements, filters {max(timings):.2f} s at most")
     assert ready_s < READY_WITHIN_S

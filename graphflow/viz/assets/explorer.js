@@ -128,7 +128,8 @@
   }
 
   function gradientBar() {
-    return html("span", { class: "bar", style: `background:linear-gradient(to right,${(SIGNED[state.quantity] ? DIVERGING : VIRIDIS).join(",")})` });
+    const stops = (SIGNED[state.quantity] ? DIVERGING : VIRIDIS).join(",");
+    return html("span", { class: "bar", style: `background:linear-gradient(to right,${stops})` });
   }
 
   function drawScales() {
@@ -256,7 +257,8 @@
     const rows = full ? range(info.shape[0]) : sortedUnique(info.cells.map((c) => c[0]));
     const cols = full ? range(info.shape[1]) : sortedUnique(info.cells.map((c) => c[1]));
     const note = full ? (weights ? "rows: inputs i, columns: neurons j" : "node index")
-      : `the ${count(rows.length)} of ${count(info.shape[0])} rows and ${count(cols.length)} of ${count(info.shape[1])} columns holding recorded nodes` +
+      : `the ${count(rows.length)} of ${count(info.shape[0])} rows and ${count(cols.length)} of ` +
+        `${count(info.shape[1])} columns holding recorded nodes` +
         (weights ? " (rows: inputs i, columns: neurons j)" : "");
     html("p", { class: "meta fit grid-note", title: note }, card, note);
     const size = Math.max(10, Math.min(22, Math.floor(640 / Math.max(cols.length, 1))));
@@ -268,7 +270,8 @@
     svg("rect", { x: left, y: top, width: cols.length * size, height: rows.length * size, class: "grid-back" }, s);
     if (rows.length > 1 || weights) {
       rows.forEach((r, k) => {
-        const t = svg("text", { x: left - 3, y: top + (k + 0.5) * size + 3, "text-anchor": "end", class: "row-index" }, s);
+        const y = top + (k + 0.5) * size + 3;
+        const t = svg("text", { x: left - 3, y, "text-anchor": "end", class: "row-index" }, s);
         t.textContent = r;
       });
     }
@@ -301,7 +304,7 @@
   // ------------------------------------------------------------------ the filter
   // The patterns of `graphflow inspect --nodes` and `Run.select`: comma-separated ids or globs,
   // <block glob>/<label glob>[<index>,...] with an index `*`, a number, an `a:b` range or a glob
-  // of digits (`1*`); or /regular expression/ on the whole id.
+  // of digits (`1*`); or one /regular expression/ searched in the whole id.
   function splitPatterns(text) {
     const out = [];
     let depth = 0, start = 0;
@@ -330,9 +333,11 @@
     return (v) => re.test(String(v));
   }
 
+  const REGEX = /^\/(.*)\/([imsu]*)$/;  // a regular expression takes the whole box (commas included)
+
   // One pattern -> a test of (part, position among its recorded nodes); throws a message on bad input.
   function patternTest(pattern) {
-    const rx = /^\/(.*)\/([imsu]*)$/.exec(pattern);
+    const rx = REGEX.exec(pattern);
     if (rx) {
       const re = new RegExp(rx[1], rx[2]);
       return (part, k) => re.test(data.parts[part].ids[k]);
@@ -341,7 +346,6 @@
     if (!m) throw `${pattern}: not a node id or pattern; expected <block>/<label>[<index>] (dense2/w[3,*]) or /regex/`;
     const block = globRegExp(m[1]), label = globRegExp(m[2]);
     const index = m[3] === undefined ? null : m[3].split(",").map((p) => indexTest(p.trim()));
-    const counts = {};
     return (part, k) => {
       const [b, l] = part.split("/");
       if (!block.test(b) || !label.test(l)) return false;
@@ -349,7 +353,8 @@
       const info = data.parts[part];
       const want = info.role === "weight" ? 2 : 1;
       if (index.length !== want) {
-        throw `${pattern}: '${part}' ids take ${want === 2 ? "two indices, as in '" + part + "[i,j]'" : "one index, as in '" + part + "[3]'"}`;
+        const example = want === 2 ? `two indices, as in '${part}[i,j]'` : `one index, as in '${part}[3]'`;
+        throw `${pattern}: '${part}' ids take ${example}`;
       }
       const [r, c] = info.cells[k];
       return want === 2 ? index[0](r) && index[1](c) : index[0](c);
@@ -365,7 +370,8 @@
       count.textContent = "";
     } else {
       try {
-        const tests = splitPatterns(text).map(patternTest);
+        const whole = text.trim();
+        const tests = (REGEX.test(whole) ? [whole] : splitPatterns(text)).map(patternTest);
         const ids = new Set(), parts = new Set();
         for (const [part, info] of Object.entries(data.parts)) {
           info.ids.forEach((id, k) => {

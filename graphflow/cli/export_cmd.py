@@ -29,7 +29,8 @@ def export(
                                                           "compute seconds, meta-loss per 500 steps, evals, rollbacks)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
-    """Write a protocol file (protocol and initial network, no optimizer state) from a training checkpoint."""
+    """Write a protocol file (protocol and initial network, no optimizer state) from a training checkpoint,
+    or a safetensors file of its arrays (--format safetensors)."""
     from graphflow.meta.protocol_file import export_protocol, export_safetensors, load_protocol
     from graphflow.meta.summary import summarize_log
 

@@ -72,6 +72,12 @@ class EngineLoop:
     ``fresh(init)`` is the state of initial networks (``"<block>/w"`` -> [T, ...]) and
     ``parameter_shapes()`` their per-task shapes.
 
+    ``run_population(members, state, batch, hint_scale, heldout_scale)`` runs P members of a
+    population at once, forward only: ``members`` holds each trained entry for every member
+    ([P, *shape]), ``state`` P x T tasks, member-major (``fresh(init, P)``: each member starts
+    from the same networks), and the terms come back per member and task, [P, T]: the population
+    is one more batch axis of the engine (:meth:`~graphflow.engine.Engine.set_member_parameters`).
+
     >>> import graphflow as gf
     >>> from graphflow.learners import Protocol
     >>> g = gf.build(gf.stack(1, gf.Dense(3), gf.Tanh(), gf.Dense(1), gf.L2Loss()))
@@ -103,6 +109,7 @@ class EngineLoop:
     def run(self, params: dict, state: NetState, batch: MetaBatch, hint_scale, heldout_scale, tape: Tape | None = None):
         eng = self.engine if tape is None else self._traced_engine()
         learners, norms = self._tables
+        eng.population = None
         eng.learner_params = {g: dict(p) for g, p in learners.items()}
         eng.norm_params = {g: dict(p) for g, p in norms.items()}
         for text, value in params.items():
@@ -112,16 +119,62 @@ class EngineLoop:
         with self.base.compute():
             return weighted_unroll(eng, state, batch, 0, batch.steps, hint_scale, self.hint_weight, heldout)
 
+    def run_population(self, members: dict, state: NetState, batch: MetaBatch, hint_scale, heldout_scale):
+        sizes = {int(v.shape[0]) for v in members.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"population members: the trained entries disagree on the number of members "
+                             f"{sorted(sizes)}")
+        (count,) = sizes
+        tables: dict = {"learner": {}, "norm": {}}
+        for text, value in members.items():
+            key = ParamKey.parse(text)
+            tables[key.table].setdefault(key.group, {})[key.name] = value
+        eng, xp = self.engine, self.base.xp
+        learners, norms = self._tables
+        eng.set_member_parameters(tables["learner"], tables["norm"], count)
+
+        def every_member(scale):  # a per-task weight [T] holds for each member's tasks
+            return scale if scale is None or not getattr(scale, "ndim", 0) else xp.concatenate([scale] * count)
+
+        heldout = None if heldout_scale is None else every_member(heldout_scale) * self.heldout_weight
+        try:
+            with self.base.compute():
+                end, terms = weighted_unroll(eng, state, batch, 0, batch.steps, every_member(hint_scale),
+                                             self.hint_weight, heldout)
+        finally:
+            eng.population = None
+            eng.learner_params, eng.norm_params = learners, norms
+        return end, terms.reshape(count, -1)
+
+    def member_bytes(self, batch: MetaBatch) -> int:
+        """About the memory one population member's tasks take in :meth:`run_population`: per task
+        and example, every learner call's carry (old and new), input streams and first hidden
+        layers, and the network's parameters; an overestimate on the CPU, where large calls run in
+        blocks, about right on a GPU, where they run whole."""
+        spec = self.engine.protocol.spec
+        examples = int(np.shape(next(iter(batch.x.values())) if isinstance(batch.x, dict) else batch.x)[2])
+        per_node = 0
+        for key, slot in self.graph.slots.items():
+            layout = self.engine.layouts[key]
+            per_node += slot.size * (2 * layout.carry + layout.input_width + sum(spec.mlp_hidden) + layout.message)
+        params = sum(int(np.prod(s)) for s in self.engine.parameter_shapes().values())
+        return batch.tasks * (examples * per_node + params) * np.dtype(self.base.dtype).itemsize
+
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.engine.parameter_shapes()
 
-    def fresh(self, init: dict) -> NetState:
+    def fresh(self, init: dict, members: int = 1) -> NetState:
+        """Initial networks from ``init`` (``"<block>/w"`` -> [T, ...]); with ``members``, the same
+        networks for each of that many population members, member-major ([members x T, ...])."""
         shapes = self.engine.parameter_shapes()
         if set(init) != set(shapes):
             raise ValueError(f"initial network: missing {sorted(set(shapes) - set(init))}, "
                              f"unknown {sorted(set(init) - set(shapes))}")
+        xp = self.base.xp
+        if members > 1:
+            return NetState({k: xp.concatenate([self.base.asarray(v)] * members) for k, v in init.items()})
         # copies: persistent states are written row by row, never into the run's pool of networks
-        return NetState({k: self.base.xp.array(self.base.asarray(v), copy=True) for k, v in init.items()})
+        return NetState({k: xp.array(self.base.asarray(v), copy=True) for k, v in init.items()})
 
     def _traced_engine(self) -> Engine:
         if self._traced is None:
@@ -223,6 +276,21 @@ def _perturbed(theta: dict, noise: dict, scale: float, be) -> dict:
     return {k: theta[k] + be.asarray(scale * noise[k]) for k in theta}
 
 
+def _member_params(theta: dict, shapes: dict, seed: int, members, sigma: float, be) -> dict:
+    """The trained entries of population ``members`` stacked, [len(members), *shape]: member ``2j``
+    theta + sigma eps_j, ``2j + 1`` theta - sigma eps_j, each row what :func:`_perturbed` gives."""
+    noises: dict = {}
+    steps = {k: [] for k in theta}
+    for member in members:
+        pair, sign = divmod(member, 2)
+        if pair not in noises:
+            noises = {pair: pair_noise(shapes, seed, pair)}  # pairs come in order: keep the last one
+        scale = -sigma if sign else sigma
+        for k in theta:
+            steps[k].append(scale * noises[pair][k])
+    return {k: theta[k][None] + be.asarray(np.stack(steps[k])) for k in theta}
+
+
 def _shapes(theta: dict) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in theta.items()}
 
@@ -235,18 +303,35 @@ class EsEstimator(_Memoryless):
 
     an unbiased estimate of the gradient of the Gaussian-smoothed meta-loss (the exact gradient up
     to O(sigma^2)). ``centered_rank`` shaping replaces the losses by their centred ranks. No tape:
-    memory does not grow with the unroll. Population members run one after another, each as one
-    engine run over all tasks (the engine's batch axis holds the tasks under one protocol; running
-    the population as one more batch axis needs per-task protocol parameters in the engine).
+    memory does not grow with the unroll.
+
+    The population is one more batch axis of the engine: the members a call is given run as one
+    engine run of members x tasks inner loops (:meth:`EngineLoop.run_population`), in chunks of
+    :meth:`members_at_once` members (``member_chunk``, or as many as ``memory_budget`` bytes hold
+    by :meth:`EngineLoop.member_bytes`). ``member_chunk=1``, or a loop without
+    ``run_population``, runs the members one after another, each as one run over all tasks.
     """
 
     kind = "es"
 
-    def __init__(self, loop, tasks: int, steps: int, population: int, sigma: float, fitness_shaping: str = "none"):
+    def __init__(self, loop, tasks: int, steps: int, population: int, sigma: float, fitness_shaping: str = "none",
+                 member_chunk: int | None = None, memory_budget: int = 2**30):
         if population < 2 or population % 2:
             raise ValueError(f"population {population}: antithetic pairs need an even population of at least 2")
+        if member_chunk is not None and member_chunk < 1:
+            raise ValueError(f"member_chunk {member_chunk}: at least one member at a time")
         self.loop, self.tasks, self.steps = loop, tasks, steps
         self.population, self.sigma, self.fitness_shaping = population, sigma, fitness_shaping
+        self.member_chunk, self.memory_budget = member_chunk, memory_budget
+
+    def members_at_once(self, batch: MetaBatch, members: int) -> int:
+        """How many of ``members`` members run as one engine run: ``member_chunk`` when given, else
+        as many as ``memory_budget`` bytes hold (at least one); 1 for a loop that runs one protocol."""
+        if not hasattr(self.loop, "run_population"):
+            return 1
+        if self.member_chunk is not None:
+            return min(self.member_chunk, members)
+        return max(1, min(members, self.memory_budget // max(1, self.loop.member_bytes(batch))))
 
     def estimate(self, protocol, draws: TaskDraws):
         batch, init = draws.batch(self.tasks, self.steps)
@@ -264,12 +349,24 @@ class EsEstimator(_Memoryless):
         worker computes for its slice of the population (the noise is regenerated from ``seed``)."""
         loop = self.loop
         shapes = _shapes(theta)
+        members = list(members)
         losses = np.empty(len(members))
-        for i, member in enumerate(members):
-            pair, sign = divmod(member, 2)
-            params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma, loop.base)
-            _, terms = loop.run(params, loop.fresh(init), batch, 1.0 / batch.steps, 1.0)
-            losses[i] = float(loop.base.to_numpy(terms).mean())
+        chunk = self.members_at_once(batch, len(members))
+        if chunk == 1:
+            for i, member in enumerate(members):
+                pair, sign = divmod(member, 2)
+                params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma,
+                                    loop.base)
+                _, terms = loop.run(params, loop.fresh(init), batch, 1.0 / batch.steps, 1.0)
+                losses[i] = float(loop.base.to_numpy(terms).mean())
+            return losses
+        for lo in range(0, len(members), chunk):
+            part = members[lo:lo + chunk]
+            params = _member_params(theta, shapes, seed, part, self.sigma, loop.base)
+            _, terms = loop.run_population(params, loop.fresh(init, len(part)), batch, 1.0 / batch.steps, 1.0)
+            per_member = loop.base.to_numpy(terms)
+            for i, row in enumerate(per_member):
+                losses[lo + i] = float(row.mean())
         return losses
 
     def combine(self, shapes: dict[str, tuple], losses: np.ndarray, seed: int):
@@ -442,6 +539,17 @@ def _rows(state: NetState, slots) -> NetState:
                     state.step)
 
 
+def _stack_states(states: list[NetState], xp) -> NetState:
+    """The tasks of ``states`` one after another (member-major), a carry one of them lacks zero."""
+    carries = {}
+    for key in {k for s in states for k in s.carries}:
+        like = next(s.carries[key] for s in states if key in s.carries)
+        carries[key] = xp.concatenate([s.carries[key] if key in s.carries else xp.zeros(like.shape, like.dtype)
+                                       for s in states])
+    return NetState({k: xp.concatenate([s.params[k] for s in states]) for k in states[0].params}, carries,
+                    states[0].step)
+
+
 def _put_rows(state: NetState, slots, part: NetState, xp) -> None:
     """Write ``part`` (the tasks of ``slots``) into ``state``; a carry ``part`` lacks is zero (a
     fresh network), one only ``part`` has is zero for the other tasks."""
@@ -599,19 +707,26 @@ class PesEstimator(_Truncated):
 
     which summed over a task's truncations is unbiased for the gradient of its whole unroll's
     (smoothed) meta-loss, unlike truncated backprop. Both members of a pair start a task from the
-    same network; Z starts at zero when its task restarts. Forward passes only; members run one
-    after another (see :class:`EsEstimator`).
+    same network; Z starts at zero when its task restarts. Forward passes only; the members run
+    as one more batch axis of the engine, their persistent states stacked member-major, in
+    chunks as :class:`EsEstimator` (``member_chunk=1``: one after another).
     """
 
     kind = "pes"
 
-    def __init__(self, loop, tasks: int, unroll, truncation, population: int, sigma: float, stagger: bool = True):
+    def __init__(self, loop, tasks: int, unroll, truncation, population: int, sigma: float, stagger: bool = True,
+                 member_chunk: int | None = None, memory_budget: int = 2**30):
         if population < 2 or population % 2:
             raise ValueError(f"population {population}: antithetic pairs need an even population of at least 2")
+        if member_chunk is not None and member_chunk < 1:
+            raise ValueError(f"member_chunk {member_chunk}: at least one member at a time")
         super().__init__(loop, tasks, unroll, truncation, stagger)
         self.members, self.population, self.sigma = population, population, sigma
+        self.member_chunk, self.memory_budget = member_chunk, memory_budget
         self.accumulated: dict[str, np.ndarray] = {}
         """Protocol key -> Z of every task and pair, [tasks, pairs, *shape] (float64)."""
+
+    members_at_once = EsEstimator.members_at_once
 
     def estimate(self, protocol, draws: TaskDraws):
         loop, tasks = self.loop, self.tasks
@@ -628,16 +743,31 @@ class PesEstimator(_Truncated):
                    tasks.groups(tasks.truncation_length(seed))]
         losses = np.empty((self.population, tasks.count))
         for pair in range(pairs):
-            noise = pair_noise(shapes, seed, pair)
-            for key, eps in noise.items():
+            for key, eps in pair_noise(shapes, seed, pair).items():
                 self.accumulated[key][:, pair] += eps
-            for sign, member in ((1.0, 2 * pair), (-1.0, 2 * pair + 1)):
-                params = _perturbed(theta, noise, sign * self.sigma, loop.base)
+        chunk = self.members_at_once(max((w[0] for _, w in windows), key=lambda b: b.tasks), self.population)
+        xp = loop.base.xp
+        for lo in range(0, self.population, chunk):
+            part = list(range(lo, min(lo + chunk, self.population)))
+            if chunk == 1:
+                (member,) = part
+                pair, sign = divmod(member, 2)
+                params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma,
+                                    loop.base)
                 state = self.states[member]
                 for slots, (batch, hint_scale, heldout) in windows:
                     end, terms = loop.run(params, _rows(state, slots), batch, hint_scale, heldout)
                     _put_rows(state, slots, end, loop.base.xp)
                     losses[member, slots] = loop.base.to_numpy(terms)
+                continue
+            params = _member_params(theta, shapes, seed, part, self.sigma, loop.base)
+            for slots, (batch, hint_scale, heldout) in windows:
+                together = _stack_states([_rows(self.states[m], slots) for m in part], xp)
+                end, terms = loop.run_population(params, together, batch, hint_scale, heldout)
+                per_member = loop.base.to_numpy(terms)
+                for i, member in enumerate(part):
+                    _put_rows(self.states[member], slots, _rows(end, slice(i * len(slots), (i + 1) * len(slots))), xp)
+                    losses[member, slots] = per_member[i]
         for slots, (batch, _, _) in windows:
             tasks.advance(slots, batch.steps)
         diffs = losses[0::2] - losses[1::2]  # [pairs, tasks]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphflow.errors import GraphflowError, SpecError
-from graphflow.spec import ExperimentSpec, load_spec, parse_experiment_spec
+from graphflow.spec import ExperimentSpec, load_spec, parse_experiment_spec, parse_graph_spec
 
 if TYPE_CHECKING:
     from graphflow.evaluation import EvalCurve
@@ -366,7 +366,8 @@ def train(experiment, out: str | Path | None = None, resume: bool = False, progr
 
 
 def evaluate(protocol: Any = None, tasks: int = 100, seed: int = 0, steps: int | None = None,
-             adam_lr: float = 0.01, sgd_lr: float = 0.1) -> Evaluation:
+             adam_lr: float = 0.01, sgd_lr: float = 0.1, *, graph: Any = None,
+             activations: dict[str, str] | None = None, data: str | Path | None = None) -> Evaluation:
     """A protocol against Adam and SGD on the same graph, tasks and initial networks (``graphflow eval``).
 
     ``protocol`` is a protocol file, a training checkpoint, a run folder, a bundled protocol's
@@ -374,6 +375,18 @@ def evaluate(protocol: Any = None, tasks: int = 100, seed: int = 0, steps: int |
     tasks are the experiment's (sinusoid: eval L2 on 100 points after each inner step; MNIST:
     accuracy on 100 held-out images), ``steps`` inner steps of ``meta.shots`` examples (default:
     ``meta.inner_steps``). ``evaluate(...).to_json()`` is what ``graphflow eval --json`` prints.
+
+    The generalization probes run the protocol on another network at meta-test time
+    (:func:`graphflow.learners.transfer.transfer_protocol`): ``graph`` (a preset name, a graph
+    spec file or object) replaces the experiment's graph, and ``activations`` (``{"sigmoid":
+    "step"}``) swaps activation functions in it. An MNIST graph's input size sets the image side
+    (784 inputs: 28x28 images). ``data``: the MNIST folder (default: the experiment's
+    ``task.data_dir``).
+
+    >>> demo = load_protocol("sinusoid_demo")
+    >>> curves = evaluate(demo, tasks=2, steps=1, activations={"relu": "tanh"})
+    >>> curves["graphflow"].steps
+    [0, 1]
     """
     from graphflow.baselines import BackpropBaseline
     from graphflow.evaluation import evaluate_mnist, evaluate_sinusoid
@@ -382,21 +395,92 @@ def evaluate(protocol: Any = None, tasks: int = 100, seed: int = 0, steps: int |
     steps = _whole("steps", steps, 1, optional=True)
     adam_lr, sgd_lr = _rate("adam_lr", adam_lr), _rate("sgd_lr", sgd_lr)
     trained = _as_trained(protocol)
+    if graph is not None or activations:
+        trained = probe_protocol(trained, graph, activations)
     exp = trained.experiment
     engine = trained.engine()
     learners = dict(zip(LEARNERS, (engine, BackpropBaseline(engine, "adam", adam_lr),
                                    BackpropBaseline(engine, "sgd", sgd_lr))))
     n_steps = steps or exp.meta.inner_steps
-    data = None
+    task_data = None
     if exp.task.kind == "mnist":
-        from graphflow.tasks import load_mnist_task
-
-        data = load_mnist_task(exp.task.data_dir)
+        task_data = _mnist_data(trained.graph, data if data is not None else exp.task.data_dir)
+    elif data is not None:
+        raise GraphflowError(f"data: the {exp.task.kind} task reads no data folder")
     curves = Evaluation()
     for name, learner in learners.items():
-        if data is not None:
-            curves[name] = evaluate_mnist(learner, data, tasks=tasks, seed=seed, steps=n_steps, batch=exp.meta.shots)
+        if task_data is not None:
+            curves[name] = evaluate_mnist(learner, task_data, tasks=tasks, seed=seed, steps=n_steps,
+                                          batch=exp.meta.shots)
         else:
             curves[name] = evaluate_sinusoid(learner, tasks=tasks, seed=seed, steps=n_steps, shots=exp.meta.shots,
                                              prior=trained.init)
     return curves
+
+
+def _mnist_data(graph, directory):
+    from graphflow.tasks import load_mnist_task
+
+    pixels = graph.inputs[0].size
+    side = math.isqrt(pixels)
+    if side * side != pixels:
+        raise GraphflowError(f"graph: an MNIST graph reads square images; its {pixels} inputs are not a square")
+    return load_mnist_task(directory, size=side)
+
+
+def probe_protocol(trained: TrainedProtocol, graph: Any = None,
+                   activations: dict[str, str] | None = None) -> TrainedProtocol:
+    """``trained`` moved onto another graph (``graph``: a preset name, a spec file, a spec; default
+    its own) with activation functions swapped (``activations``: old name -> new name).
+
+    >>> probe = probe_protocol(load_protocol("sinusoid_demo"), activations={"relu": "step"})
+    >>> sorted(probe.graph.groups)[:3]
+    ['dense0/b', 'dense0/w', 'dense2/b']
+    >>> probe_protocol(load_protocol("sinusoid_demo"), activations={"sigmoid": "step"})
+    Traceback (most recent call last):
+    ...
+    graphflow.errors.GraphflowError: activations: the graph has no sigmoid activation (it has: relu)
+    """
+    from graphflow.graph import build
+    from graphflow.learners.transfer import transfer_protocol
+    from graphflow.presets import graph_spec_for
+
+    if trained.init is not None and graph is not None:
+        raise GraphflowError("graph: a MAML protocol's meta-trained initial network fits its own graph only")
+    if graph is None:
+        spec = trained.experiment.graph
+    elif isinstance(graph, (str, Path)):
+        spec = graph_spec_for(graph)
+    else:
+        spec = graph
+    if activations:
+        spec = _swap_activations(spec, activations)
+    target = build(spec)
+    protocol = transfer_protocol(trained.protocol, trained.graph, target)
+    experiment = trained.experiment.model_copy(update={"graph": parse_graph_spec(spec.model_dump(mode="json"))})
+    return TrainedProtocol(trained.path, experiment, target, protocol, trained.init, trained.header)
+
+
+def _swap_activations(spec, activations: dict[str, str]):
+    """``spec`` with every activation ``old`` of ``activations`` replaced by its new name."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("kind") == "activation" and isinstance(node.get("fn"), str):
+                found.add(node["fn"])
+                if node["fn"] in activations:
+                    node = dict(node, fn=activations[node["fn"]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    swapped = walk(spec.model_dump(mode="json"))
+    absent = sorted(set(activations) - found)
+    if absent:
+        raise GraphflowError(f"activations: the graph has no {absent[0]} activation (it has: {', '.join(sorted(found))})")
+    try:
+        return parse_graph_spec(swapped)
+    except SpecError as err:
+        raise GraphflowError(f"activations: {err}") from None

@@ -77,6 +77,18 @@ def _fmt(v) -> str:
     return f"{v:.3e}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4) else f"{v:.4f}"
 
 
+def _loss_lines(run, step_list: list[int]) -> str:
+    """The loss per step; with several loss blocks the total, labelled so, then each block by name."""
+    line = lambda values: "  ".join(f"{s}: {_fmt(values[s])}" for s in step_list)  # noqa: E731
+    if len(run.losses) == 1:
+        return "loss per step: " + line(run.mean_loss())
+    lines = [f"loss per step, total of {' + '.join(run.losses)}: " + line(run.mean_loss())]
+    width = max(len(block) for block in run.losses)
+    for block, values in run.losses.items():
+        lines.append(f"  {block:<{width}}  " + line(values.mean(axis=(2, 3)).mean(axis=1)))
+    return "\n".join(lines)
+
+
 def _node_table(run, nid: str, steps: list[int]) -> str:
     hist = run.node(nid)
     cols = []
@@ -195,7 +207,7 @@ def inspect_command(
     step_list = _parse_steps(steps, run.steps)
 
     typer.echo(repr(run))
-    typer.echo("loss per step: " + "  ".join(f"{s}: {_fmt(run.mean_loss()[s])}" for s in step_list))
+    typer.echo(_loss_lines(run, step_list))
     for nid in shown[:MAX_TABLES]:
         typer.echo("")
         typer.echo(_node_table(run, nid, step_list))

@@ -55,7 +55,8 @@ def _legend_label(drawing: Drawing) -> str:
                 '<td align="left">forward arrow (values)</td></tr>')
     rows.append(f'<tr><td {SWATCH}><font color="{BACKWARD_COLOUR}">╌╌▶</font></td>'
                 '<td align="left">backward arrow (messages; dashed)</td></tr>')
-    rows.append(f'<tr><td></td><td align="left">{html.escape(drawing.title)}</td></tr>')
+    for line in (drawing.title,) + drawing.notes:
+        rows.append(f'<tr><td></td><td align="left">{html.escape(line)}</td></tr>')
     return '<<table border="0" cellborder="0" cellspacing="2">' + "".join(rows) + "</table>>"
 
 

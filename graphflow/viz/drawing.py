@@ -52,6 +52,17 @@ class Box:
     """The block part (``dense0/w``) the node belongs to."""
     count: int = 1
 
+    @property
+    def named_label(self) -> str:
+        """The label with the node's block in front (``dense0 w[0,0]``), for pictures that draw no
+        box around each block part; collapsed boxes already start with their part.
+
+        >>> Box("dense0/w[0,1]", "w[0,1]", "weight", "dense0/w", "dense0/w").named_label
+        'dense0 w[0,1]'
+        """
+        block = self.part.split("/")[0]
+        return self.label if self.label.startswith(self.part) else f"{block} {self.label}"
+
 
 @dataclass(frozen=True)
 class Arrow:
@@ -88,6 +99,8 @@ class Drawing:
     boxes: tuple[Box, ...]
     arrows: tuple[Arrow, ...]
     legend: tuple[Legend, ...]
+    notes: tuple[str, ...] = ()
+    """What the picture must say about how it was drawn (collapsed, laid out in tiles), one line each."""
 
     @property
     def colours(self) -> dict[str, str]:
@@ -160,7 +173,12 @@ def drawing_of(graph, collapsed: bool | None = None, threshold: int = COLLAPSE_A
     title = (f"{stats['total_nodes']:,} nodes, {stats['forward_arrows']:,} forward and "
              f"{stats['backward_arrows']:,} backward arrows, {stats['learner_groups']} learner groups"
              + (" (collapsed to block parts)" if collapse else ""))
-    return Drawing(title, collapse, boxes, arrows, legend)
+    notes = ()
+    if collapse:
+        why = (f"{stats['total_nodes']:,} nodes are more than the {threshold:,} drawn one box per node; "
+               "collapsed=False or --per-node draws every node" if collapsed is None else "as asked")
+        notes = (f"collapsed: one box per block part, with its node count ({why})",)
+    return Drawing(title, collapse, boxes, arrows, legend, notes)
 
 
 def learner_group_legend(graph) -> tuple[Legend, ...]:

@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from graphflow.errors import GraphflowError
@@ -25,6 +26,8 @@ from graphflow.viz.matplotlib_drawing import render_matplotlib
 BACKENDS = ("auto", "graphviz", "matplotlib")
 BACKEND_ENV = "GRAPHFLOW_DRAW_BACKEND"
 FORMATS = {".png": "png", ".svg": "svg", ".dot": "dot", ".gv": "dot"}
+FALLBACK_PER_NODE_MAX = 1200
+"""The most nodes the matplotlib fallback draws one box per node (in tiles); more are drawn collapsed."""
 
 
 def choose_backend(backend: str | None = None) -> str:
@@ -109,4 +112,8 @@ def draw_graph(graph, path: str | Path, collapsed: bool | None = None, backend: 
         return path
     if choose_backend(backend) == "graphviz":
         return render_dot(drawing_to_dot(drawing), path, fmt)
+    if not drawing.collapsed and len(drawing.boxes) > FALLBACK_PER_NODE_MAX:
+        drawing = replace(drawing_of(graph, True), notes=(
+            f"collapsed: one box per block part, with its node count ({len(drawing.boxes):,} nodes are more than "
+            f"the {FALLBACK_PER_NODE_MAX:,} the matplotlib fallback draws one box per node; Graphviz draws them all)",))
     return render_matplotlib(drawing, path, fmt)

@@ -22,7 +22,9 @@ import numpy as np
 from graphflow.errors import GraphflowError
 from graphflow.inspect.queries import QUANTITIES, group_update_distribution, message_vs_gradient, node_values
 from graphflow.meta.summary import meta_log_path, read_meta_log  # the one reader of a training log's records
+from graphflow.viz import figures
 from graphflow.viz.drawing import drawing_of, layered_positions
+from graphflow.viz.figures import legend_above, legend_beside
 
 DPI = 130
 MISSING = "#dddddd"
@@ -30,23 +32,12 @@ MISSING = "#dddddd"
 SIGNED = ("update", "gradient")
 
 
-def _figure(width: float, height: float, layout: str | None = None):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
-    FigureCanvasAgg(fig)  # never a GUI backend, whatever pyplot's default is
-    return fig
+def _figure(width: float, height: float, layout: str | None = "constrained"):
+    return figures.figure(width, height, DPI, layout)
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    fmt = {".png": "png", ".svg": "svg"}.get(path.suffix.lower())
-    if fmt is None:
-        raise GraphflowError(f"{path}: pictures are written as .png or .svg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt, dpi=DPI)
-    return path
+    return figures.save(fig, path, DPI)
 
 
 def _cmap(quantity: str):
@@ -64,7 +55,10 @@ def _norm(quantity: str, values: np.ndarray):
         top = top or 1.0
         return TwoSlopeNorm(0.0, -top, top)
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    return Normalize(lo, hi if hi > lo else lo + 1e-12)
+    if hi <= lo:  # constant data: a range around the value, so that the colour bar reads it plainly
+        pad = abs(lo) * 0.05 or 1.0
+        return Normalize(lo - pad, lo + pad)
+    return Normalize(lo, hi)
 
 
 def _quantity_title(quantity: str, step: int | None) -> str:
@@ -75,8 +69,20 @@ def _quantity_title(quantity: str, step: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- curves
+def block_losses(run) -> dict[str, np.ndarray]:
+    """Loss block -> its loss per step and task [step, task] (the mean over examples and units);
+    :meth:`graphflow.inspect.Run.task_loss` is their sum."""
+    return {block: values.mean(axis=(2, 3)) for block, values in run.losses.items()}
+
+
+def _loss_name(run, block: str) -> str:
+    unit = run.graph.units.get(block)
+    return f"{block} ({unit.fn} loss)" if unit is not None and hasattr(unit, "fn") else block
+
+
 def plot_inner_curve(run, path: str | Path, title: str | None = None) -> Path:
-    """The loss at every inner step (measured on the step's batch, before its update).
+    """The loss at every inner step (measured on the step's batch, before its update). A graph
+    of several losses gets one line per loss block, named, and their sum labelled as the total.
 
     >>> import tempfile
     >>> from graphflow.inspect._example import example_run
@@ -84,25 +90,35 @@ def plot_inner_curve(run, path: str | Path, title: str | None = None) -> Path:
     ...     plot_inner_curve(example_run(), f"{tmp}/c.png").stat().st_size > 0
     True
     """
+    per_block = block_losses(run)
     per_task = run.task_loss()  # [step, task]
     steps = np.arange(run.steps)
-    fig = _figure(5.5, 3.6)
+    tasks = per_task.shape[1]
+    fig = _figure(6.8, 3.6)
     ax = fig.add_subplot()
-    if per_task.shape[1] > 1:
-        for t in range(per_task.shape[1]):
-            ax.plot(steps, per_task[:, t], color="#1f77b4", alpha=0.25, lw=1, label="one task" if t == 0 else None)
-    ax.plot(steps, per_task.mean(axis=1), color="#1f77b4", lw=2, marker="o",
-            label=f"mean of {per_task.shape[1]} tasks" if per_task.shape[1] > 1 else "loss")
+    several = len(per_block) > 1
+    total = (f"total of the {len(per_block)} losses" if several else _loss_name(run, next(iter(per_block)))) + \
+        (f", mean of {tasks} tasks" if tasks > 1 else "")
+    if tasks > 1:
+        for t in range(tasks):
+            ax.plot(steps, per_task[:, t], color="#1f77b4", alpha=0.25, lw=1,
+                    label=("one task" + (" (total)" if several else "")) if t == 0 else None)
+    ax.plot(steps, per_task.mean(axis=1), color="#1f77b4", lw=2, marker="o", label=total)
+    if several:
+        colours = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+        for k, (block, values) in enumerate(per_block.items()):
+            ax.plot(steps, values.mean(axis=1), color=colours[k % len(colours)], lw=1.5, marker="s", ms=4,
+                    ls="--", label=_loss_name(run, block))
     positive = per_task[np.isfinite(per_task)]
     if positive.size and positive.min() > 0 and positive.max() > 10 * positive.min():
         ax.set_yscale("log")
     ax.set_xticks(steps)
     ax.set_xlabel("inner step")
     ax.set_ylabel("mean loss on the step's batch\n(before the step's update)")
-    ax.set_title(title or "inner loop: loss per step")
+    ax.set_title(title or ("inner loop: each loss and their total, per step" if several
+                           else "inner loop: loss per step"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    legend_beside(ax, fontsize=8)
     return _save(fig, path)
 
 
@@ -112,7 +128,7 @@ def plot_meta_log(log: str | Path, path: str | Path, title: str | None = None) -
     the inner loop per eval."""
     rec = read_meta_log(log)
     evals = rec["eval"]
-    fig = _figure(10 if evals else 5.5, 3.6)
+    fig = _figure(12.5 if evals else 6.8, 3.6)
     ax = fig.add_subplot(1, 2 if evals else 1, 1)
     steps, loss = np.asarray(rec["step"]), np.asarray(rec["meta_loss"], np.float64)
     ax.plot(steps, loss, color="#1f77b4", alpha=0.35, lw=1, marker="o" if len(loss) == 1 else None,
@@ -129,7 +145,7 @@ def plot_meta_log(log: str | Path, path: str | Path, title: str | None = None) -
     ax.set_ylabel("meta-loss")
     ax.set_title(title or "meta-training")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_beside(ax, fontsize=8)
     if evals:
         bx = fig.add_subplot(1, 2, 2)
         metric = evals[0].get("metric", "eval")
@@ -142,8 +158,7 @@ def plot_meta_log(log: str | Path, path: str | Path, title: str | None = None) -
         bx.set_ylabel(f"eval {metric} ({evals[0].get('tasks', '?')} tasks)")
         bx.set_title("evaluation during meta-training")
         bx.grid(alpha=0.3)
-        bx.legend(fontsize=8)
-    fig.tight_layout()
+        legend_beside(bx, fontsize=8)
     return _save(fig, path)
 
 
@@ -202,24 +217,39 @@ def plot_layer_heatmaps(run, path: str | Path, quantities: tuple[str, ...] = ("u
             ax = fig.add_subplot(grid[2 * row, col])
             image = ax.imshow(mats[wpart], cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
             ax.set_title(f"{wpart}: {_quantity_title(quantity, step)}", fontsize=8)
-            ax.set_ylabel("input i", fontsize=8)
-            ax.tick_params(labelsize=7)
-            _integer_ticks(ax, mats[wpart].shape)
+            rows_note, cols_note = _index_ticks(ax, mats[wpart].shape)
+            ax.set_ylabel("input i" + rows_note, fontsize=8)
+            ax.tick_params(labelsize=7, labelbottom=False)
             bx = fig.add_subplot(grid[2 * row + 1, col], sharex=ax)
             bx.imshow(mats[bpart], cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
-            _integer_ticks(bx, mats[bpart].shape)
+            _index_ticks(bx, mats[bpart].shape)
             bx.set_yticks([0], [bpart], fontsize=7)
-            bx.set_xlabel("neuron j", fontsize=8)
+            bx.set_xlabel("neuron j" + cols_note, fontsize=8)
             bx.tick_params(labelsize=7)
-            fig.colorbar(image, ax=[ax, bx], fraction=0.05, pad=0.03).ax.tick_params(labelsize=7)
+            _colour_bar(fig, image, [ax, bx], both)
     fig.suptitle("per-layer heatmaps (grey: not recorded)", fontsize=10)
     return _save(fig, path)
 
 
-def _integer_ticks(ax, shape: tuple[int, int]) -> None:
-    """At most 8 ticks per axis, on cell centres (imshow's own ticks fall between cells)."""
-    for n, setter in ((shape[1], ax.set_xticks), (shape[0], ax.set_yticks)):
-        setter(np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int)))
+def _index_ticks(ax, shape: tuple[int, int]) -> tuple[str, str]:
+    """Ticks on the cells' centres labelled with their indices: every index, or every k-th on long
+    axes (imshow's own ticks fall between cells). Returns what the row and column labels add."""
+    (rows, row_stride), (cols, col_stride) = figures.index_ticks(shape[0]), figures.index_ticks(shape[1])
+    ax.set_yticks(rows, [str(i) for i in rows])
+    ax.set_xticks(cols, [str(j) for j in cols])
+    return figures.stride_note(row_stride), figures.stride_note(col_stride)
+
+
+def _colour_bar(fig, image, axes, values: np.ndarray):
+    """A colour bar of plain numbers (no offset text); constant data gets one tick at its value."""
+    bar = fig.colorbar(image, ax=axes, fraction=0.05, pad=0.03)
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() == finite.max():
+        bar.set_ticks([float(finite[0])], labels=[f"{finite[0]:.4g}\n(every cell)"])
+    else:
+        figures.plain_numbers(bar.ax.yaxis)
+    bar.ax.tick_params(labelsize=7)
+    return bar
 
 
 # ---------------------------------------------------------------------------------------- graph
@@ -260,7 +290,7 @@ def plot_graph_quantity(run, path: str | Path, quantity: str = "abs_update", ste
     xy = {b: (layer * dx, ((rows[layer] - 1) / 2 - rank) * dy) for b, (layer, rank) in positions.items()}
     width = max(6.0, (max(rows) + 1) * dx + 1.5)
     height = max(3.2, max(rows.values()) * dy + 1.8)
-    fig = _figure(width, height)
+    fig = _figure(width, height, layout=None)  # axes placed by hand: the graph, its colour bar
     ax = fig.add_axes((0.02, 0.04, 0.84, 0.86))
     ax.set_axis_off()
     finite = np.array(list(values.values()) or [np.nan])
@@ -280,7 +310,7 @@ def plot_graph_quantity(run, path: str | Path, quantity: str = "abs_update", ste
         else:
             ax.scatter([x], [y], s=90, c=[colour], edgecolors="#333333" if value is not None else "#aaaaaa",
                        linewidths=0.8 if value is not None else 0.5, zorder=3)
-            ax.annotate(box.label, (x, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=5.5,
+            ax.annotate(box.named_label, (x, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=5.5,
                         color="#333333" if value is not None else "#999999", zorder=4)
     xs, ys = zip(*xy.values())
     pad = 0.9 if drawing.collapsed else 0.5
@@ -309,24 +339,33 @@ def _ink(fill) -> str:
 def plot_message_vs_gradient(run, path: str | Path, pattern: str | None = None) -> Path:
     """Learned updates and messages of the recorded weights/biases against their backprop gradients.
 
-    Left: update against -gradient, every node at every step (colour: step). Middle: the message
-    channel that correlates best with the gradient, against the gradient. Right: per step, the
-    correlations across nodes and the sign agreements.
+    Left: update against -gradient, every node at every step (colour: step). Middle: at every step
+    the message channel that correlates best with the gradient at that step (the best channel of
+    :meth:`~graphflow.inspect.queries.GradientComparison.table`, named in the legend), against the
+    gradient. Right: per step, the correlations across nodes and the sign agreements, each
+    best-channel point marked with its channel.
+
+    >>> import tempfile
+    >>> from graphflow.inspect._example import example_run
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     plot_message_vs_gradient(example_run(), f"{tmp}/s.png").stat().st_size > 0
+    True
     """
     import matplotlib
 
     cmp = message_vs_gradient(run, pattern)
     steps = cmp.gradient.shape[0]
     colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, steps))
-    channel = int(np.argmax(np.nanmean(np.abs(cmp.channel_correlation), axis=0)))
-    channel_name = cmp.message.labels("channel")[channel]
-    fig = _figure(13.5, 4.2)
+    names = cmp.message.labels("channel")
+    best = [names[c] for c in cmp.best_channel]
+    fig = _figure(15, 4.4)
     ax, bx, cx = (fig.add_subplot(1, 3, k) for k in (1, 2, 3))
     for s in range(steps):
         g, u = cmp.gradient.values[s].ravel(), cmp.update.values[s].ravel()
-        m = cmp.message.values[s, ..., channel].ravel()
+        m = cmp.message.values[s, ..., cmp.best_channel[s]].ravel()
         ax.scatter(-g, u, s=14, color=colours[s], alpha=0.8, label=f"step {s}")
-        bx.scatter(g, m, s=14, color=colours[s], alpha=0.8)
+        bx.scatter(g, m, s=14, color=colours[s], alpha=0.8,
+                   label=f"step {s}: {best[s]} (r = {cmp.message_correlation[s]:+.2f})")
     for axis in (ax, bx):
         axis.axhline(0, color="#999999", lw=0.6)
         axis.axvline(0, color="#999999", lw=0.6)
@@ -334,26 +373,32 @@ def plot_message_vs_gradient(run, path: str | Path, pattern: str | None = None) 
     ax.set_xlabel("−gradient (backprop, same loss)")
     ax.set_ylabel("update (learned)")
     ax.set_title(f"update vs −gradient ({len(cmp.nodes)} nodes)", fontsize=10)
-    ax.legend(fontsize=7, markerscale=1.2)
+    legend_beside(ax, markerscale=1.2)
     bx.set_xlabel("gradient (backprop)")
-    bx.set_ylabel(f"{cmp.message_field} channel {channel_name} (batch mean)")
-    bx.set_title(f"message channel {channel_name} vs gradient", fontsize=10)
+    bx.set_ylabel(f"{cmp.message_field}: the step's best channel (batch mean)")
+    same = len(set(best)) == 1
+    bx.set_title(f"message channel {best[0]} vs gradient" if same else
+                 "each step's best message channel vs gradient", fontsize=10)
+    legend_beside(bx, title="step: channel (corr)", title_fontsize=7, markerscale=1.2)
     x = np.arange(steps)
     cx.plot(x, cmp.update_correlation, marker="o", color="#1f77b4", label="corr(update, −gradient)")
     cx.plot(x, cmp.update_sign_agreement, marker="o", ls="--", color="#1f77b4", alpha=0.6,
             label="sign agreement update / −gradient")
-    cx.plot(x, np.abs(cmp.message_correlation), marker="s", color="#ff7f0e", label="|corr| best message channel")
+    cx.plot(x, np.abs(cmp.message_correlation), marker="s", color="#ff7f0e",
+            label="|corr(best channel, gradient)|")
     cx.plot(x, cmp.message_sign_agreement, marker="s", ls="--", color="#ff7f0e", alpha=0.6,
             label="sign agreement best channel")
+    for s in range(steps):
+        cx.annotate(best[s], (s, abs(cmp.message_correlation[s])), xytext=(0, 5), textcoords="offset points",
+                    ha="center", fontsize=7, color="#ff7f0e")
     cx.axhline(0, color="#999999", lw=0.6)
     cx.axhline(0.5, color="#cccccc", lw=0.6, ls=":")
-    cx.set_ylim(-1.05, 1.05)
+    cx.set_ylim(-1.05, 1.15)
     cx.set_xticks(x)
     cx.set_xlabel("inner step")
     cx.set_title("agreement with backprop, per step", fontsize=10)
-    cx.legend(fontsize=7, loc="lower left")
+    legend_beside(cx)
     cx.grid(alpha=0.25)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -368,7 +413,7 @@ def plot_node_report(run, path: str | Path, nodes: list[str] | None = None, max_
     True
     """
     nodes = (nodes or run.node_ids())[:max_nodes]
-    fig = _figure(13, 2.5 * len(nodes) + 0.5)
+    fig = _figure(13, 2.8 * len(nodes) + 0.3)
     x = np.arange(run.steps)
     for row, nid in enumerate(nodes):
         hist = run.node(nid)
@@ -387,22 +432,23 @@ def plot_node_report(run, path: str | Path, nodes: list[str] | None = None, max_
                 gx.set_ylabel("−gradient", fontsize=8, color="#d62728")
                 gx.tick_params(labelsize=7, colors="#d62728")
                 handles = ax.get_legend_handles_labels()[0] + gx.get_legend_handles_labels()[0]
-                ax.legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.8)
+                legend_above(ax, handles=handles)
             else:
-                ax.legend(fontsize=7)
+                legend_above(ax)
         else:
             ax.text(0.5, 0.5, f"{hist.role} node: no update", ha="center", va="center", transform=ax.transAxes,
                     fontsize=8, color="#777777")
             ax.set_yticks([])
-        ax.set_title(nid, fontsize=9, loc="left", fontweight="bold")
+        ax.set_title(nid, fontsize=9, loc="left", fontweight="bold", pad=16)
         bx = fig.add_subplot(len(nodes), 3, 3 * row + 2)
         for name, colour in (("message_in", "#2ca02c"), ("message_out", "#9467bd")):
             if name in hist:
                 bx.plot(x, hist.message_norm(name).mean("task").values, marker="o", color=colour,
                         label=f"{name.replace('_', ' ')} norm")
         bx.set_ylabel("mean norm", fontsize=8)
-        bx.set_title("message norms (mean over examples)", fontsize=8)
-        bx.legend(fontsize=7)
+        bx.set_title("message norms (mean over examples)", fontsize=8, pad=16)
+        if bx.lines:
+            legend_above(bx)
         cx = fig.add_subplot(len(nodes), 3, 3 * row + 3)
         if "message_out" in hist:
             msg = hist["message_out"].mean(("task", "example"))  # [step, channel]
@@ -411,14 +457,13 @@ def plot_node_report(run, path: str | Path, nodes: list[str] | None = None, max_
                               interpolation="nearest")
             cx.set_yticks(range(msg.shape[1]), msg.labels("channel"), fontsize=6)
             cx.set_ylabel("channel", fontsize=8)
-            cx.set_title("outgoing message, batch mean", fontsize=8)
+            cx.set_title("outgoing message, batch mean", fontsize=8, pad=16)
             fig.colorbar(image, ax=cx, fraction=0.05).ax.tick_params(labelsize=6)
         for axis in (ax, bx, cx):
             axis.set_xticks(x)
             axis.tick_params(labelsize=7)
             if row == len(nodes) - 1:
                 axis.set_xlabel("inner step", fontsize=8)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -442,8 +487,9 @@ def plot_group_distribution(run, path: str | Path) -> Path:
     dist = group_update_distribution(run)
     cols = min(3, len(dist))
     rows = -(-len(dist) // cols)
-    fig = _figure(4.2 * cols, 3.0 * rows + 0.4)
+    fig = _figure(4.2 * cols, 3.0 * rows + 0.7)
     x = np.arange(run.steps)
+    handles = []
     for k, (group, d) in enumerate(dist.items()):
         ax = fig.add_subplot(rows, cols, k + 1)
         q = d["quantiles"]
@@ -459,7 +505,7 @@ def plot_group_distribution(run, path: str | Path) -> Path:
         ax.set_xlabel("inner step", fontsize=8)
         ax.set_ylabel("update", fontsize=8)
         if k == 0:
-            ax.legend(fontsize=7)
+            handles = ax.get_legend_handles_labels()[0]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7, frameon=False)
     fig.suptitle("how each learner group's updates spread over all its nodes", fontsize=10)
-    fig.tight_layout()
     return _save(fig, path)

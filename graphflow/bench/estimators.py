@@ -68,14 +68,15 @@ class EstimatorSizes:
 class SyntheticDraws:
     """:class:`~graphflow.meta.estimators.TaskDraws` of synthetic tasks in a fixed order: task seeds
     0, 1, 2, ... (``task_seed``), ``batch(n, steps)`` the tasks of seeds 0..n-1, so that a fresh
-    truncated estimator starts on the very tasks an outer batch holds; noise seeds count from 1000."""
+    truncated estimator starts on the very tasks an outer batch holds; noise seeds count up from
+    ``noise`` (default 1000)."""
 
-    def __init__(self, graph, protocol, batch: int, heldout: int):
+    def __init__(self, graph, protocol, batch: int, heldout: int, noise: int = 1000):
         from graphflow.engine import Engine
 
         self.graph, self.batch_size, self.heldout = graph, batch, heldout
         self.engine = Engine(graph, protocol)
-        self._tasks, self._noise = 0, 1000
+        self._tasks, self._noise = 0, noise
 
     def task(self, seed: int, steps: int):
         from graphflow.meta.metaloss import MetaBatch

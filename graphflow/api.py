@@ -183,10 +183,12 @@ def experiment_spec(experiment) -> ExperimentSpec:
 
 
 def bundled_protocols() -> dict[str, Path]:
-    """The protocols shipped with graphflow, by name (``sinusoid_demo``: the demo's)."""
+    """The protocols shipped with graphflow (``graphflow/data/*.npz``), by name: ``sinusoid_demo``
+    (the demo's) first, then the protocols of ``docs/reproduction.md`` (``sinusoid``, ...)."""
     from graphflow.meta.protocol_file import BUNDLED
 
-    return {BUNDLED.stem: BUNDLED}
+    others = sorted(p for p in BUNDLED.parent.glob("*.npz") if p != BUNDLED)
+    return {BUNDLED.stem: BUNDLED, **{p.stem: p for p in others}}
 
 
 def protocol_path(source: str | Path | None) -> Path:

@@ -93,14 +93,37 @@ def evaluate(
     plot: Path = typer.Option(None, help="Draw the curves into this PNG, SVG or PDF file."),
     adam_lr: float = typer.Option(0.01, min=0.0, help="Learning rate of the Adam baseline (backprop on the same graph)."),
     sgd_lr: float = typer.Option(0.1, min=0.0, help="Learning rate of the SGD baseline (backprop on the same graph)."),
+    protocol: str = typer.Option(None, "--protocol", metavar="NAME",
+                                 help="A bundled protocol by name instead of CHECKPOINT (see docs/reproduction.md)."),
+    data: Path = typer.Option(None, help="The MNIST folder (IDX files; default: the experiment's task.data_dir)."),
+    graph: str = typer.Option(None, metavar="PRESET|SPEC.json",
+                              help="Probe: run the protocol on this graph instead of its own (a preset such as "
+                                   "mnist-784, or a graph spec file); layer sizes may differ, learner groups must match."),
+    activation: list[str] = typer.Option(None, "--activation", metavar="OLD=NEW",
+                                         help="Probe: swap an activation function of the graph (e.g. sigmoid=step); "
+                                              "repeatable."),
 ) -> None:
     """Evaluate a learned protocol against Adam and SGD (backprop on the same graph, same tasks)."""
+    from graphflow.api import bundled_protocols, load_protocol, probe_protocol
     from graphflow.api import evaluate as evaluate_protocol
-    from graphflow.api import load_protocol
 
     check_plot_path(plot)
+    if protocol is not None:
+        if checkpoint is not None:
+            fail(f"--protocol {protocol}: give a bundled protocol's name or CHECKPOINT, not both")
+        if protocol not in bundled_protocols():
+            fail(f"--protocol {protocol}: no such bundled protocol (bundled: {', '.join(bundled_protocols())})")
+        checkpoint = protocol
+    swaps = {}
+    for item in activation or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            fail(f"--activation {item}: write OLD=NEW, e.g. sigmoid=step")
+        swaps[old] = new
     trained = load_protocol(checkpoint)
-    curves = evaluate_protocol(trained, tasks=tasks, seed=seed, steps=steps, adam_lr=adam_lr, sgd_lr=sgd_lr)
+    if graph is not None or swaps:
+        trained = probe_protocol(trained, graph, swaps)
+    curves = evaluate_protocol(trained, tasks=tasks, seed=seed, steps=steps, adam_lr=adam_lr, sgd_lr=sgd_lr, data=data)
     check_finite_curves(curves)
     if plot:
         from graphflow.viz.curves import plot_eval_curves

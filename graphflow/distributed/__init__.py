@@ -7,6 +7,8 @@
 - :class:`graphflow.distributed.population.EsPopulation` splits an ES population over Ray actors
   (each gets the step's seed and its members, and returns their meta-losses); the driver reduces
   them in member order, so an ES run logs the single-process meta-losses bit for bit.
+- :class:`graphflow.distributed.persistent.PesPopulation` does the same for PES, each worker
+  keeping its members' persistent inner networks across truncations.
 - :mod:`graphflow.distributed.sweep` runs a grid of experiments, each an ordinary resumable run
   folder, as Ray tasks or in this process, and tabulates and draws their results.
 - :mod:`graphflow.distributed.cluster` joins or starts Ray.

@@ -15,7 +15,6 @@ import pytest
 
 from graphflow.cli import main
 from graphflow.distributed.population import DistributedEs, EsPopulation, member_slices
-from graphflow.errors import SpecError
 from graphflow.meta.checkpoint import load_checkpoint
 from graphflow.meta.estimators import EngineLoop, EsEstimator
 from graphflow.meta.trainer import Trainer
@@ -147,10 +146,3 @@ def test_an_es_worker_killed_mid_run_leaves_the_same_log_and_checkpoint(ray_inst
     assert meta_losses(tmp_path / "killed") == meta_losses(tmp_path / "whole")  # no gap, no duplicate, same bits
     assert [s for s, _ in meta_losses(tmp_path / "killed")] == list(range(1, 7))
     assert_same_checkpoints(tmp_path / "whole", tmp_path / "killed")
-
-
-def test_pes_on_workers_is_refused_naming_the_field():
-    with pytest.raises(SpecError, match=r"distributed: only the bptt and es estimators run on Ray workers so far, "
-                                        r"not pes \(meta.estimator.kind\)"):
-        parse_experiment_spec(experiment(workers=2, estimator={"kind": "pes", "unroll": 4, "truncation": 2,
-                                                               "population": 4}))

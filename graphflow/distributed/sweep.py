@@ -237,14 +237,26 @@ def grid_labels(grid: dict) -> list[str]:
 # Running points
 
 
-def checkpoint_step(folder: Path) -> int | None:
-    """The meta-step of a run folder's checkpoint (None without one)."""
+def checkpoint_step(folder: Path, steps: int | None = None) -> int | None:
+    """The meta-step of a run folder's checkpoint (None without one).
+
+    A finished point may go without its checkpoint (a sweep kept in git keeps the logs of its
+    finished points only): with ``steps`` (the point's ``meta.steps``), a folder whose log ends
+    with meta-step ``steps`` and its eval counts as finished at ``steps``.
+    """
+    from graphflow.io import read_records
     from graphflow.meta.checkpoint import load_checkpoint
 
     path = Path(folder) / "checkpoint.npz"
-    if not path.exists():
+    if path.exists():
+        return int(load_checkpoint(path)[1]["step"])
+    if steps is None:
         return None
-    return int(load_checkpoint(path)[1]["step"])
+    records = read_records(Path(folder) / "log.jsonl", missing_ok=True)
+    last = [r for r in records if "meta_loss" in r][-1:]
+    evals = [r for r in records if "eval" in r][-1:]
+    finished = last and evals and last[0]["step"] == steps and evals[0]["step"] == steps
+    return steps if finished else None
 
 
 def run_point(experiment_json: str, folder: str) -> dict:
@@ -258,7 +270,7 @@ def run_point(experiment_json: str, folder: str) -> dict:
 
     experiment = parse_experiment_spec(experiment_json)
     folder_path = Path(folder)
-    start = checkpoint_step(folder_path)
+    start = checkpoint_step(folder_path, experiment.meta.steps)
     if start is not None and start >= experiment.meta.steps:
         return {"status": "skipped", "step": start, "from": start}
     if start is None:
@@ -370,7 +382,7 @@ def point_result(point: SweepPoint, folder: Path, outcome: dict | None = None) -
     records = read_records(folder / "log.jsonl", missing_ok=True)
     steps = [r for r in records if "meta_loss" in r]
     evals = [r for r in records if "eval" in r]
-    step = checkpoint_step(folder) or 0
+    step = checkpoint_step(folder, point.experiment.meta.steps) or 0
     finished = step >= point.experiment.meta.steps
     final = evals[-1] if evals and evals[-1]["step"] == step and finished else None
     status = (outcome or {}).get("status", "finished" if finished else "unfinished")

@@ -114,6 +114,22 @@ def test_a_rerun_skips_finished_points_and_resumes_an_unfinished_one(complete, t
     assert again["configs"] == results["configs"]
 
 
+def test_a_finished_point_without_its_checkpoint_is_still_finished(complete, tmp_path):
+    """A sweep kept in git keeps the logs of its finished points, not their checkpoints; an
+    unfinished point without one starts again."""
+    path, done, results = complete
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    for label in LABELS[:3]:
+        (out / "points" / label / "checkpoint.npz").unlink()
+    log = out / "points" / LABELS[2] / "log.jsonl"
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines()[:1]))  # stopped at step 1
+    again = run_sweep(load_sweep(path), out)
+    assert [r["ran"] for r in again["points"]] == ["skipped", "skipped", "ran", "skipped"]
+    assert [c["eval_mean"] for c in again["configs"]] == [c["eval_mean"] for c in results["configs"]]
+    assert meta_losses(out / "points" / LABELS[2]) == meta_losses(done / "points" / LABELS[2])
+
+
 def test_points_run_as_ray_tasks_are_the_points_run_here(ray_instance, complete, tmp_path):
     path, done, results = complete
     on_ray = run_sweep(load_sweep(path), tmp_path / "out", workers=2)

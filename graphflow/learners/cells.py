@@ -84,9 +84,10 @@ def member_parameters(p: dict, ndim: int, members: slice | None = None) -> dict:
 
 class MemberBiases:
     """The backend's elementwise chains (:mod:`graphflow.kernels`) for per-member biases
-    [P, 1, ..., 1, width] (:func:`member_parameters`): the compiled chains take one bias vector, so
-    each member's bias is added as an array operation and the chain runs with none; the chains
-    without a bias are the backend's."""
+    [P, 1, ..., 1, width] (:func:`member_parameters`). The compiled chains take one bias vector:
+    for one member (a block of a large call) the chain runs on that member's arrays with its
+    vector, as for one protocol; for several, each member's bias is added as an array operation
+    and the chain runs with none. The chains without a bias are the backend's."""
 
     def __init__(self, kernels):
         self.kernels = kernels
@@ -96,13 +97,21 @@ class MemberBiases:
         return getattr(self.kernels, name)
 
     def bias_act_(self, a, b, act: str):
+        if a.shape[0] == 1:
+            self.kernels.bias_act_(a[0], b.reshape(-1), act)
+            return a
         a += b
         return self.kernels.act_(a, act)
 
     def add_bias_act(self, xa, lo: int, b, act: str):
+        if xa.shape[0] == 1:
+            return self.kernels.add_bias_act(xa[0], lo, b.reshape(-1), act)[None]
         return self.kernels.act_(xa[..., lo:lo + b.shape[-1]] + b, act)
 
     def gate_(self, a, xa, lo: int, b):
+        if a.shape[0] == 1:
+            self.kernels.gate_(a[0], xa[0], lo, b.reshape(-1))
+            return a
         a += b
         return self.kernels.gate_(a, xa, lo, self.kernels.xp.zeros(a.shape[-1], dtype=a.dtype))
 

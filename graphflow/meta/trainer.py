@@ -464,7 +464,10 @@ class Trainer:
         ``MAX_FAILURES_IN_A_ROW`` failures in a row or ``MAX_ROLLBACKS`` in all, or at the first one
         (``stop``), saving the last good state.
         """
-        from tqdm.auto import tqdm
+        if progress:
+            from tqdm.auto import tqdm
+        else:  # a notebook's tqdm warns without ipywidgets even when disabled
+            from tqdm import tqdm
 
         total = steps or self.exp.meta.steps
         lock = FolderLock(self.out).acquire() if self.out else None

@@ -353,7 +353,7 @@ class Run:
 
     def _repr_html_(self) -> str:
         """What a notebook shows for a run: its title, what was recorded part by part, and the loss
-        before each step (the explorer, ``graphflow.viz.explorer.write_explorer``, shows the rest)."""
+        before each step (``run.explorer()`` shows the explorer inline)."""
         from html import escape
 
         title = self.header.get("meta", {}).get("title")
@@ -365,6 +365,13 @@ class Run:
         return (f"<div><p><b>{escape(repr(self))}</b>" + (f"<br>{escape(str(title))}" if title else "") + "</p>"
                 "<table><tr><th>part</th><th>role</th><th>learner group</th><th>nodes</th><th>fields</th></tr>"
                 f"{rows}</table><table><tr><th>step</th>{steps}</tr><tr><th>mean loss</th>{losses}</tr></table></div>")
+
+    def explorer(self, height: int = 720, collapsed: bool | None = None):
+        """The explorer page of this run shown inline in a notebook (an iframe ``height`` pixels
+        high; ``graphflow explore`` writes the same page to a file)."""
+        from graphflow.viz.explorer import InlineExplorer
+
+        return InlineExplorer(self, height, collapsed)
 
     def to_xarray(self):
         """The run as an ``xarray.DataTree``, to slice with xarray and pandas (``pip install graphflow[xarray]``).

@@ -197,8 +197,31 @@ def explorer_html(run, collapsed: bool | None = None, threshold: int = COLLAPSE_
 
 
 def write_explorer(run, path: str | Path, collapsed: bool | None = None, threshold: int = COLLAPSE_ABOVE) -> Path:
-    """Write the explorer page of ``run`` (a :class:`~graphflow.inspect.Run`) to ``path``."""
+    """Write the explorer page of ``run`` (a :class:`~graphflow.inspect.Run`) to ``path`` (atomically)."""
+    from graphflow.io import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(explorer_html(run, collapsed, threshold), encoding="utf-8")
+    atomic_write_text(path, explorer_html(run, collapsed, threshold))
     return path
+
+
+class InlineExplorer:
+    """The explorer of a run inside a notebook cell (``run.explorer()``): the page in an iframe of
+    its own document, so that its script and styles stay apart from the notebook's.
+
+    >>> from graphflow.inspect._example import example_run
+    >>> cell = InlineExplorer(example_run(), height=500)._repr_html_()
+    >>> cell.startswith('<iframe srcdoc="<!DOCTYPE html>') or cell.startswith('<iframe srcdoc="&lt;')
+    True
+    >>> 'height:500px' in cell
+    True
+    """
+
+    def __init__(self, run, height: int = 720, collapsed: bool | None = None):
+        self.run, self.height, self.collapsed = run, int(height), collapsed
+
+    def _repr_html_(self) -> str:
+        page = explorer_html(self.run, self.collapsed)
+        return (f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="allow-scripts" '
+                f'style="width:100%;height:{self.height}px;border:1px solid #ccc"></iframe>')

@@ -9,6 +9,9 @@
   them in member order, so an ES run logs the single-process meta-losses bit for bit.
 - :class:`graphflow.distributed.persistent.PesPopulation` does the same for PES, each worker
   keeping its members' persistent inner networks across truncations.
+- :class:`graphflow.distributed.truncated.TruncatedShards` splits truncated backprop's task slots
+  over Ray actors, each keeping its slots' persistent inner networks and differentiating their
+  windows under its own tape; the driver sums the gradients in slot order.
 - :mod:`graphflow.distributed.sweep` runs a grid of experiments, each an ordinary resumable run
   folder, as Ray tasks or in this process, and tabulates and draws their results.
 - :mod:`graphflow.distributed.cluster` joins or starts Ray.

@@ -267,16 +267,18 @@ class Trainer:
             from graphflow.distributed.persistent import DistributedPes
 
             self.estimator = DistributedPes(self.estimator, self._ray_workers(trainable))
-        else:  # the spec refuses the others (ExperimentSpec's distributed field)
-            raise GraphflowError(f"distributed: the {m.estimator.kind} estimator does not run on Ray workers "
-                                 f"(meta.estimator.kind)")
+        else:  # truncated: its task slots, and their inner networks, over Ray workers
+            from graphflow.distributed.truncated import DistributedTruncated
+
+            self.estimator = DistributedTruncated(self.estimator, self._ray_workers(trainable))
 
     def _ray_workers(self, trainable: list[str]):
         """The Ray workers that ``distributed`` asks for, started once (a restore, a rollback or a
         resume keeps them): a :class:`graphflow.distributed.sharded.ShardedMetaGradient` for bptt,
         an :class:`graphflow.distributed.population.EsPopulation` for es, a
-        :class:`graphflow.distributed.persistent.PesPopulation` for pes (built on ``self.estimator``,
-        the one-process estimator, whose engine each worker builds)."""
+        :class:`graphflow.distributed.persistent.PesPopulation` for pes, a
+        :class:`graphflow.distributed.truncated.TruncatedShards` for truncated (these two built on
+        ``self.estimator``, the one-process estimator, whose engine each worker builds)."""
         d, m = self.exp.distributed, self.exp.meta
         key = (tuple(trainable), d, m.estimator)
         if self._ray is None or self._ray[0] != key:
@@ -289,6 +291,10 @@ class Trainer:
                 from graphflow.distributed.persistent import PesPopulation
 
                 workers = PesPopulation(self.estimator, workers=d.workers, address=d.address)
+            elif m.estimator.kind == "truncated":
+                from graphflow.distributed.truncated import TruncatedShards
+
+                workers = TruncatedShards(self.estimator, workers=d.workers, address=d.address)
             else:
                 from graphflow.distributed.sharded import ShardedMetaGradient
 

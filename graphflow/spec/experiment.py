@@ -202,15 +202,15 @@ class MetaTrainingSpec(_Model):
 
 
 class DistributedSpec(_Model):
-    """Where the meta-gradient is computed: Ray workers, each a slice of the outer batch (bptt) or
-    of the population (es, pes) (``docs/distributed.md``; ``pip install 'graphflow[ray]'``)."""
+    """Where the meta-gradient is computed: Ray workers, each a slice of the outer batch (bptt,
+    truncated) or of the population (es, pes) (``docs/distributed.md``; ``pip install 'graphflow[ray]'``)."""
 
     engine: Literal["ray"] = "ray"
     """The distributed engine (Ray, the only one so far)."""
     workers: PositiveInt
-    """Ray actors, each computing the meta-gradient of a slice of the outer batch's tasks (bptt), or
-    the meta-losses of a slice of the population (es; pes, whose members' inner networks stay on
-    their worker)."""
+    """Ray actors, each computing the meta-gradient of a slice of the outer batch's tasks (bptt;
+    truncated, whose tasks' inner networks stay on their worker), or the meta-losses of a slice of
+    the population (es; pes, whose members' inner networks stay on their worker)."""
     address: Text | None = None
     """The Ray cluster to join: ``auto`` (the one ``ray start --head`` started on this machine) or
     ``ray://host:port``; null starts a local Ray instance sized to this machine."""
@@ -247,16 +247,9 @@ class ExperimentSpec(_Model):
     eval_tasks: PositiveInt = 20
     """Tasks of each evaluation during training (the same tasks every time)."""
     distributed: DistributedSpec | None = None
-    """Compute each meta-gradient on Ray workers (the bptt, es and pes estimators), or in this
-    process (null). The meta-losses are those of one process: within float32 summation order
-    (bptt), bit for bit (es, pes)."""
-
-    @model_validator(mode="after")
-    def _distributed_estimator(self) -> "ExperimentSpec":
-        if self.distributed is not None and self.meta.estimator.kind not in ("bptt", "es", "pes"):
-            raise ValueError(f"distributed: only the bptt, es and pes estimators run on Ray workers so far, not "
-                             f"{self.meta.estimator.kind} (meta.estimator.kind)")
-        return self
+    """Compute each meta-gradient on Ray workers (every estimator), or in this process (null).
+    The meta-losses are those of one process: within float32 summation order (bptt, truncated),
+    bit for bit (es, pes)."""
 
     @field_validator("name")
     @classmethod

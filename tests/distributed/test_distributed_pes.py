@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from graphflow.cli import main
-from graphflow.errors import SpecError
 from graphflow.spec import parse_experiment_spec
 from tests.distributed.test_distributed_es import assert_same_checkpoints
 from tests.distributed.test_distributed_training import experiment, write
@@ -30,12 +29,6 @@ def test_pes_on_two_workers_resumed_logs_the_one_process_meta_losses(ray_instanc
     assert [s for s, _ in want] == [1, 2, 3, 4, 5] and len({loss for _, loss in want}) == 5
     assert meta_losses(tmp_path / "resumed") == want  # identical, not close
     assert_same_checkpoints(tmp_path / "one", tmp_path / "resumed")  # every member's inner networks included
-
-
-def test_truncated_on_workers_is_refused_naming_the_field():
-    with pytest.raises(SpecError, match=r"distributed: only the bptt, es and pes estimators run on Ray workers so "
-                                        r"far, not truncated \(meta.estimator.kind\)"):
-        parse_experiment_spec(experiment(workers=2, estimator={"kind": "truncated", "unroll": 4, "truncation": 2}))
 
 
 def test_a_pes_worker_killed_mid_run_gets_its_members_networks_back(ray_instance, tmp_path):
@@ -116,85 +109,6 @@ def test_the_networks_live_on_the_workers_and_a_lost_worker_says_so(ray_instance
         # two steps with no snapshot: the driver holds neither the networks before the last step nor before the one before
         trainer.meta_step()
         trainer.meta_step()
-        os.kill(estimator.population.worker_pids()[1], signal.SIGKILL)
-        with pytest.raises(GraphflowError, match=r"the Ray worker of PES members 2-3 lost their inner networks .*"
-                                                 r"graphflow train --resume"):
-            trainer.meta_step()
-    finally:
-        trainer.close()
-
-
-def test_truncated_on_workers_is_refused_naming_the_field():
-    with pytest.raises(SpecError, match=r"distributed: only the bptt, es and pes estimators run on Ray workers so "
-                                        r"far, not truncated \(meta.estimator.kind\)"):
-        parse_experiment_spec(experiment(workers=2, estimator={"kind": "truncated", "unroll": 4, "truncation": 2}))
-
-
-def test_a_pes_worker_killed_mid_run_gets_its_members_networks_back(ray_instance, tmp_path):
-    """The trainer's snapshot after each meta-step fetched every member's networks: the
-    replacement gets its members' and recomputes its slice; the log and checkpoint are as if
-    nothing had happened."""
-    import json
-    import os
-    import signal
-    import threading
-    import time
-
-    from graphflow.meta.trainer import Trainer
-
-    whole = Trainer(parse_experiment_spec(experiment(steps=5, estimator=PES)), tmp_path / "whole")
-    whole.train(progress=False)
-    trainer = Trainer(parse_experiment_spec(experiment(steps=5, workers=2, estimator=PES)), tmp_path / "killed")
-    killed = []
-
-    def kill_a_worker_after_step_2():
-        log = tmp_path / "killed" / "log.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if log.exists() and any(json.loads(line).get("step", 0) >= 2 for line in log.read_text().splitlines()
-                                    if line.endswith("}")):
-                pid = trainer.estimator.population.worker_pids()[0]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=kill_a_worker_after_step_2)
-    killer.start()
-    try:
-        trainer.train(progress=False)
-        restarts = trainer.estimator.population.restarts
-    finally:
-        killer.join()
-        trainer.close()
-    assert killed and restarts == 1
-    assert meta_losses(tmp_path / "killed") == meta_losses(tmp_path / "whole")
-    assert [s for s, _ in meta_losses(tmp_path / "killed")] == [1, 2, 3, 4, 5]
-    assert_same_checkpoints(tmp_path / "whole", tmp_path / "killed")
-
-
-def test_the_networks_live_on_the_workers_and_a_lost_worker_says_so(ray_instance, tmp_path):
-    import os
-    import signal
-
-    from graphflow.distributed.persistent import DistributedPes
-    from graphflow.errors import GraphflowError
-    from graphflow.meta.checkpoint import load_checkpoint
-    from graphflow.meta.trainer import Trainer
-
-    trainer = Trainer(parse_experiment_spec(experiment(steps=2, workers=2, estimator=PES)), tmp_path / "run")
-    try:
-        trainer.train(progress=False)
-        estimator = trainer.estimator
-        assert isinstance(estimator, DistributedPes)
-        trainer.meta_step()  # no snapshot after these two: the networks are on the workers only, and the
-        trainer.meta_step()  # driver holds neither those before the last step nor those before the one before
-        assert estimator.local.states == []
-        assert [len(s) for s in estimator.population.slices] == [2, 2]
-        assert len(estimator.population.stats.shard_seconds) == 2
-        arrays, _ = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
-        states = [k for k in arrays if k.startswith("estimator/state/params/")]
-        assert states and all(arrays[k].shape[:2] == (4, 2) for k in states)  # 4 members x 2 tasks, from the workers
         os.kill(estimator.population.worker_pids()[1], signal.SIGKILL)
         with pytest.raises(GraphflowError, match=r"the Ray worker of PES members 2-3 lost their inner networks .*"
                                                  r"graphflow train --resume"):

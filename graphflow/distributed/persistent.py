@@ -132,7 +132,64 @@ def pes_build(estimator: PesEstimator, threads: int | None = None) -> tuple:
             (loop.hint_weight, loop.heldout_weight), threads or loop.engine.threads, pes)
 
 
-class PesPopulation(ActorPool):
+class PersistentPool(ActorPool):
+    """An :class:`ActorPool` whose workers keep inner networks across calls, a fixed slice each
+    (:attr:`slices`, worker order): a replacement for a dead worker is brought to where that one
+    was before it gets its call. Subclasses say how a step is sent (:meth:`_send_step`) and how a
+    worker is given its slice of the driver's networks (:meth:`_send_networks`)."""
+
+    slices: list[range]
+
+    def __init__(self, actor, build: tuple, **options):
+        super().__init__(actor, build, **options)
+        self._last = None
+        """The last step's arguments and the networks from before it (or None): what a replacement replays."""
+
+    def _send_step(self, actor, k: int, args: tuple):
+        """Send worker ``k`` the step of ``args`` (a subclass's); the answer's ref."""
+        raise NotImplementedError
+
+    def _send_networks(self, actor, k: int, networks) -> None:
+        """Give worker ``k`` its slice of ``networks`` (every slot's or member's, the driver's)."""
+        raise NotImplementedError
+
+    def _calls(self, call, backup=None):
+        """``call(actor, k)`` for every worker, in worker order; a replacement is first given its
+        slice of ``backup`` (the networks from before this call), or without it brought to where
+        the dead worker was (:meth:`_revive`)."""
+        first: list = [None] * len(self.slices)
+
+        def submit(actor, k):
+            if first[k] is None:
+                first[k] = actor
+            elif backup is not None:
+                self._send_networks(actor, k, backup)
+            else:
+                self._revive(actor, k)
+            return call(actor, k)
+
+        return self._gather(len(self.slices), submit)
+
+    def _revive(self, actor, k: int) -> None:
+        """Give a replacement worker ``k`` its slice's networks as the dead one had them after the
+        last step: the networks from before it, when the driver had them, and the step again (an
+        actor runs its calls in order). Without them, the worker's next call says they are lost."""
+        if self._last is None:
+            return
+        args, backup = self._last
+        if backup is not None:
+            self._send_networks(actor, k, backup)
+        self._send_step(actor, k, args)
+
+    def _step(self, args: tuple, backup) -> list:
+        """Every worker's answer to the step of ``args``, in worker order; ``backup``: the networks
+        before this step, when the driver has them (what a replacement gets)."""
+        results = self._calls(lambda actor, k: self._send_step(actor, k, args), backup)
+        self._last = (args, backup)
+        return results
+
+
+class PesPopulation(PersistentPool):
     """Ray actors each keeping a fixed slice of a PES population's inner networks (see the module)."""
 
     def __init__(self, estimator: PesEstimator, *, threads: int | None = None, workers: int | None = None,
@@ -141,33 +198,13 @@ class PesPopulation(ActorPool):
         super().__init__(PesWorker, pes_build(estimator, threads), workers=workers, address=address,
                          cpus_per_worker=cpus_per_worker, max_restarts=max_restarts, start_timeout=start_timeout)
         self.slices = member_slices(estimator.population, self.workers)
-        self._last = None
-        """The last step's arguments and the networks from before it (or None): what a replacement replays."""
 
-    def _calls(self, call):
-        """``call(actor, k)`` for every worker, in worker order; a replacement is first brought to
-        where the dead worker was (:meth:`_revive`)."""
-        first: list = [None] * len(self.slices)
+    def _send_step(self, actor, k: int, args: tuple):
+        protocol_ref, seed, reset_ref, windows_ref, tasks = args
+        return actor.step.remote(protocol_ref, seed, self.slices[k], reset_ref, windows_ref, tasks)
 
-        def submit(actor, k):
-            if first[k] is None:
-                first[k] = actor
-            else:
-                self._revive(actor, k)
-            return call(actor, k)
-
-        return self._gather(len(self.slices), submit)
-
-    def _revive(self, actor, k: int) -> None:
-        """Give a replacement worker ``k`` its members' networks as the dead one had them after the
-        last step: the networks from before it, when the driver had them, and the step again (an
-        actor runs its calls in order). Without them, the worker's next call says they are lost."""
-        if self._last is None:
-            return
-        protocol_ref, seed, reset_ref, windows_ref, tasks, backup = self._last
-        if backup is not None:
-            actor.set_states.remote(list(self.slices[k]), [backup[m] for m in self.slices[k]])
-        actor.step.remote(protocol_ref, seed, self.slices[k], reset_ref, windows_ref, tasks)
+    def _send_networks(self, actor, k: int, networks: list[NetState]) -> None:
+        actor.set_states.remote(list(self.slices[k]), [networks[m] for m in self.slices[k]])
 
     def step(self, protocol, seed: int, reset, windows: list, tasks: int,
              backup: list[NetState] | None = None) -> np.ndarray:
@@ -185,21 +222,7 @@ class PesPopulation(ActorPool):
         stats.put_seconds = time.perf_counter() - started
         stats.protocol_bytes = array_bytes(protocol)
         stats.shard_bytes = [array_bytes([w[1][0] for w in windows])] * len(self.slices)
-        first: list = [None] * len(self.slices)
-
-        def submit(actor, k):
-            # a replacement gets its members' networks from before this step: the driver's, or
-            # the last step replayed from the networks before it (_revive)
-            if first[k] is None:
-                first[k] = actor
-            elif backup is not None:
-                actor.set_states.remote(list(self.slices[k]), [backup[m] for m in self.slices[k]])
-            else:
-                self._revive(actor, k)
-            return actor.step.remote(protocol_ref, seed, self.slices[k], reset_ref, windows_ref, tasks)
-
-        results = self._gather(len(self.slices), submit)
-        self._last = (protocol_ref, seed, reset_ref, windows_ref, tasks, backup)
+        results = self._step((protocol_ref, seed, reset_ref, windows_ref, tasks), backup)
         stats.shard_seconds = [s for _, (s, _) in results]
         stats.shard_cpu_seconds = [c for _, (_, c) in results]
         stats.result_bytes = [array_bytes(losses) for losses, _ in results]
@@ -219,7 +242,41 @@ class PesPopulation(ActorPool):
             list(self.slices[k]), None if states is None else [states[m] for m in self.slices[k]]))
 
 
-class DistributedPes:
+class PersistentEstimator:
+    """What a one-process estimator with persistent inner networks (``local``) needs when its
+    networks live on a :class:`PersistentPool`: checkpoints fetch them from the workers
+    (:meth:`_fetch`, a subclass's), a restore sends them back at the next estimate."""
+
+    def __init__(self, local):
+        self.local = local
+        self._pushed = False  # whether the workers hold the networks of the local state
+        self._current = False  # whether the local state's networks are the workers' (fetched since the last step)
+
+    def _fetch(self) -> list[NetState]:
+        """The local estimator's states, from the workers (on its backend)."""
+        raise NotImplementedError
+
+    # checkpoints: the networks fetched from the workers, sent back on a restore
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        if self.local.tasks.started and self._pushed and not self._current:
+            self.local.states = self._fetch()
+            self._current = True
+        return self.local.state_arrays()
+
+    def state_meta(self) -> dict:
+        return self.local.state_meta()
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        self.local.load_state(arrays, meta, source, check)
+        self._pushed = False  # the next estimate sends them to the workers (the first: nothing to send)
+        self._current = True
+
+    def abandon_tasks(self) -> None:
+        self.local.abandon_tasks()
+        self._pushed = self._current = False
+
+
+class DistributedPes(PersistentEstimator):
     """A :class:`~graphflow.meta.estimators.PesEstimator` whose members run on a :class:`PesPopulation`:
     the same draws, tasks, accumulated perturbations and reduction as the one-process estimator
     (``estimator``, which keeps all but the inner networks), the networks on the workers."""
@@ -227,9 +284,8 @@ class DistributedPes:
     kind = "pes"
 
     def __init__(self, estimator: PesEstimator, population: PesPopulation):
-        self.local, self.population = estimator, population
-        self._pushed = False  # whether the workers hold the networks of the local state
-        self._current = False  # whether the local state's networks are the workers' (fetched since the last step)
+        super().__init__(estimator)
+        self.population = population
 
     def _begin(self, theta: dict, draws: TaskDraws):
         """PesEstimator's start and restart of tasks, the networks sent to the workers: (slots restarted, reset)."""
@@ -283,25 +339,9 @@ class DistributedPes:
         grads = {k: np.einsum("tp...,pt->...", z, diffs) * scale for k, z in local.accumulated.items()}
         return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
 
-    # checkpoints: the networks fetched from the workers, sent back on a restore
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        if self.local.tasks.started and self._pushed and not self._current:
-            be = self.local.loop.base
-            self.local.states = [_on(s, be) for s in self.population.get_states()]
-            self._current = True
-        return self.local.state_arrays()
-
-    def state_meta(self) -> dict:
-        return self.local.state_meta()
-
-    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
-        self.local.load_state(arrays, meta, source, check)
-        self._pushed = False  # the next estimate sends them to the workers (the first: nothing to send)
-        self._current = True
-
-    def abandon_tasks(self) -> None:
-        self.local.abandon_tasks()
-        self._pushed = self._current = False
+    def _fetch(self) -> list[NetState]:
+        be = self.local.loop.base
+        return [_on(s, be) for s in self.population.get_states()]
 
 
 def _numpy(state: NetState, be) -> NetState:

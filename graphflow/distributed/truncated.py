@@ -31,8 +31,8 @@ import time
 import numpy as np
 
 from graphflow.autodiff import Tape, Var, grad
-from graphflow.distributed.persistent import _numpy, _on
-from graphflow.distributed.sharded import ActorPool, CallStats, array_bytes, shard_slices
+from graphflow.distributed.persistent import PersistentEstimator, PersistentPool, _numpy, _on
+from graphflow.distributed.sharded import CallStats, array_bytes, shard_slices
 from graphflow.engine import NetState
 from graphflow.errors import GraphflowError
 from graphflow.meta.estimators import (EngineLoop, TaskDraws, TruncatedEstimator, _copy, _plain, _put_rows, _rows,
@@ -110,7 +110,7 @@ def truncated_build(estimator: TruncatedEstimator, threads: int | None = None) -
             (loop.hint_weight, loop.heldout_weight), threads or loop.engine.threads, estimator.tasks.count)
 
 
-class TruncatedShards(ActorPool):
+class TruncatedShards(PersistentPool):
     """Ray actors each keeping a fixed slice of a truncated estimator's task slots (see the module)."""
 
     def __init__(self, estimator: TruncatedEstimator, *, threads: int | None = None, workers: int | None = None,
@@ -119,36 +119,16 @@ class TruncatedShards(ActorPool):
         super().__init__(TruncatedWorker, truncated_build(estimator, threads), workers=workers, address=address,
                          cpus_per_worker=cpus_per_worker, max_restarts=max_restarts, start_timeout=start_timeout)
         self.slices = [range(s.start, s.stop) for s in shard_slices(estimator.tasks.count, self.workers)]
-        self._last = None
-        """The last step's arguments and the networks from before it (or None): what a replacement replays."""
 
     def _rows(self, state: NetState, k: int) -> NetState:
         return _rows(state, slice(self.slices[k].start, self.slices[k].stop))
 
-    def _calls(self, call):
-        """``call(actor, k)`` for every worker, in worker order; a replacement is first brought to
-        where the dead worker was (:meth:`_revive`)."""
-        first: list = [None] * len(self.slices)
+    def _send_step(self, actor, k: int, args: tuple):
+        protocol_ref, resets, windows = args
+        return actor.step.remote(protocol_ref, self.slices[k], resets[k], windows[k])
 
-        def submit(actor, k):
-            if first[k] is None:
-                first[k] = actor
-            else:
-                self._revive(actor, k)
-            return call(actor, k)
-
-        return self._gather(len(self.slices), submit)
-
-    def _revive(self, actor, k: int) -> None:
-        """Give a replacement worker ``k`` its slots' networks as the dead one had them after the
-        last step: the networks from before it, when the driver had them, and the step again (an
-        actor runs its calls in order). Without them, the worker's next call says they are lost."""
-        if self._last is None:
-            return
-        protocol_ref, resets, windows, backup = self._last
-        if backup is not None:
-            actor.set_state.remote(self._rows(backup, k))
-        actor.step.remote(protocol_ref, self.slices[k], resets[k], windows[k])
+    def _send_networks(self, actor, k: int, networks: NetState) -> None:
+        actor.set_state.remote(self._rows(networks, k))
 
     def step(self, protocol, resets: list, windows: list[list], backup: NetState | None = None) -> tuple[float, dict]:
         """(meta-loss, {key: gradient}) of every worker's windows (``windows[k]``, after
@@ -166,19 +146,7 @@ class TruncatedShards(ActorPool):
         stats.shard_bytes = [array_bytes([w[1][0] for w in ws]) + (array_bytes(r[1].params) + array_bytes(r[1].carries)
                                                                    if r is not None else 0)
                              for ws, r in zip(windows, resets)]
-        first: list = [None] * len(self.slices)
-
-        def submit(actor, k):
-            if first[k] is None:
-                first[k] = actor
-            elif backup is not None:
-                actor.set_state.remote(self._rows(backup, k))
-            else:
-                self._revive(actor, k)
-            return actor.step.remote(protocol_ref, self.slices[k], resets[k], windows[k])
-
-        results = self._gather(len(self.slices), submit)
-        self._last = (protocol_ref, resets, windows, backup)
+        results = self._step((protocol_ref, resets, windows), backup)
         reduce_started = time.perf_counter()
         stats.shard_seconds = [s for _, _, (s, _) in results]
         stats.shard_cpu_seconds = [c for _, _, (_, c) in results]
@@ -205,7 +173,7 @@ class TruncatedShards(ActorPool):
                      lambda actor, k: actor.set_state.remote(None if state is None else self._rows(state, k)))
 
 
-class DistributedTruncated:
+class DistributedTruncated(PersistentEstimator):
     """A :class:`~graphflow.meta.estimators.TruncatedEstimator` whose task slots run on
     :class:`TruncatedShards`: the same tasks and draws as the one-process estimator
     (``estimator``, which keeps all but the inner networks), the networks and tapes on the workers."""
@@ -213,9 +181,8 @@ class DistributedTruncated:
     kind = "truncated"
 
     def __init__(self, estimator: TruncatedEstimator, shards: TruncatedShards):
-        self.local, self.shards = estimator, shards
-        self._pushed = False  # whether the workers hold the networks of the local state
-        self._current = False  # whether the local state's networks are the workers' (fetched since the last step)
+        super().__init__(estimator)
+        self.shards = shards
 
     def _begin(self, theta: dict, draws: TaskDraws) -> list:
         """TruncatedEstimator's start and restart of tasks: what each worker resets (None, or its
@@ -260,23 +227,6 @@ class DistributedTruncated:
         return loss, {key: grads[key].astype(dtype) if key in grads else np.zeros(shape, dtype)
                       for key, shape in _shapes(theta).items()}
 
-    # checkpoints: the networks fetched from the workers, sent back on a restore
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        if self.local.tasks.started and self._pushed and not self._current:
-            be = self.local.loop.base
-            parts = [_on(s, be) for s in self.shards.get_state()]
-            self.local.states = [_stack_states(parts, be.xp)]
-            self._current = True
-        return self.local.state_arrays()
-
-    def state_meta(self) -> dict:
-        return self.local.state_meta()
-
-    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
-        self.local.load_state(arrays, meta, source, check)
-        self._pushed = False  # the next estimate sends them to the workers (the first: nothing to send)
-        self._current = True
-
-    def abandon_tasks(self) -> None:
-        self.local.abandon_tasks()
-        self._pushed = self._current = False
+    def _fetch(self) -> list[NetState]:
+        be = self.local.loop.base
+        return [_stack_states([_on(s, be) for s in self.shards.get_state()], be.xp)]

@@ -4,22 +4,18 @@ worker killed mid-run changes nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
-import time
 
 import numpy as np
 import pytest
 
-from graphflow.cli import main
 from graphflow.distributed.population import DistributedEs, EsPopulation, member_slices
-from graphflow.meta.checkpoint import load_checkpoint
 from graphflow.meta.estimators import EngineLoop, EsEstimator
 from graphflow.meta.trainer import Trainer
 from graphflow.spec import parse_experiment_spec
-from tests.distributed.test_distributed_training import experiment, write
+from tests.distributed.conftest import (assert_same_checkpoints, experiment, train, train_killing_a_worker,
+                                        train_stopped_and_resumed, write)
 from tests.distributed.test_sharded import Problem
 from tests.distributed.test_sweep import meta_losses
 
@@ -92,20 +88,10 @@ def test_a_killed_es_worker_is_replaced_and_its_members_recomputed(population, e
 # training runs
 
 
-def assert_same_checkpoints(a_dir, b_dir):
-    (a, meta_a), (b, meta_b) = (load_checkpoint(d / "checkpoint.npz") for d in (a_dir, b_dir))
-    assert meta_a["step"] == meta_b["step"] and sorted(a) == sorted(b)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-
-
 def test_es_on_two_workers_resumed_logs_the_one_process_meta_losses(ray_instance, tmp_path, capsys):
     config = write(tmp_path / "es.json", es_experiment())
-    assert main(["train", config, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
-    # stopped after 2 meta-steps on workers and resumed on workers
-    assert main(["train", config, "--out", str(tmp_path / "resumed"), "--steps", "2", "--workers", "2",
-                 "--no-progress"]) == 0
-    assert main(["train", config, "--out", str(tmp_path / "resumed"), "--resume", "--workers", "2",
-                 "--no-progress"]) == 0
+    train(config, tmp_path / "one")
+    train_stopped_and_resumed(config, tmp_path / "resumed", steps=2)  # stopped after 2 meta-steps on workers
     capsys.readouterr()
     want = meta_losses(tmp_path / "one")
     assert [s for s, _ in want] == [1, 2, 3, 4] and len({loss for _, loss in want}) == 4
@@ -119,29 +105,8 @@ def test_an_es_worker_killed_mid_run_leaves_the_same_log_and_checkpoint(ray_inst
     whole.train(progress=False)
 
     trainer = Trainer(exp, tmp_path / "killed")
-    killed = []
-
-    def kill_a_worker_after_step_2():
-        log = tmp_path / "killed" / "log.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if log.exists() and any(json.loads(line).get("step", 0) >= 2 for line in log.read_text().splitlines()
-                                    if line.endswith("}")):
-                pid = trainer.estimator.population.worker_pids()[1]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=kill_a_worker_after_step_2)
-    killer.start()
-    try:
-        trainer.train(progress=False)
-        assert isinstance(trainer.estimator, DistributedEs)
-        restarts = trainer.estimator.population.restarts
-    finally:
-        killer.join()
-        trainer.close()
+    killed, restarts = train_killing_a_worker(trainer, lambda t: t.estimator.population, 1)
+    assert isinstance(trainer.estimator, DistributedEs)
     assert killed and restarts == 1
     assert meta_losses(tmp_path / "killed") == meta_losses(tmp_path / "whole")  # no gap, no duplicate, same bits
     assert [s for s, _ in meta_losses(tmp_path / "killed")] == list(range(1, 7))

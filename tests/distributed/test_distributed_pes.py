@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from graphflow.cli import main
 from graphflow.spec import parse_experiment_spec
-from tests.distributed.test_distributed_es import assert_same_checkpoints
-from tests.distributed.test_distributed_training import experiment, write
+from tests.distributed.conftest import (assert_same_checkpoints, experiment, train, train_killing_a_worker,
+                                        train_stopped_and_resumed, write)
 from tests.distributed.test_sweep import meta_losses
 
 PES = {"kind": "pes", "unroll": 4, "truncation": 2, "population": 4, "sigma": 0.05}
@@ -18,12 +17,9 @@ PES = {"kind": "pes", "unroll": 4, "truncation": 2, "population": 4, "sigma": 0.
 
 def test_pes_on_two_workers_resumed_logs_the_one_process_meta_losses(ray_instance, tmp_path, capsys):
     config = write(tmp_path / "pes.json", experiment(steps=5, estimator=PES))
-    assert main(["train", config, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+    train(config, tmp_path / "one")
     # 3 meta-steps on workers (a checkpoint at step 2 and 3), then resumed on workers to 5
-    assert main(["train", config, "--out", str(tmp_path / "resumed"), "--steps", "3", "--workers", "2",
-                 "--no-progress"]) == 0
-    assert main(["train", config, "--out", str(tmp_path / "resumed"), "--resume", "--workers", "2",
-                 "--no-progress"]) == 0
+    train_stopped_and_resumed(config, tmp_path / "resumed", steps=3)
     capsys.readouterr()
     want = meta_losses(tmp_path / "one")
     assert [s for s, _ in want] == [1, 2, 3, 4, 5] and len({loss for _, loss in want}) == 5
@@ -35,39 +31,12 @@ def test_a_pes_worker_killed_mid_run_gets_its_members_networks_back(ray_instance
     """The trainer's snapshot after each meta-step fetched every member's networks: the
     replacement gets its members' and recomputes its slice; the log and checkpoint are as if
     nothing had happened."""
-    import json
-    import os
-    import signal
-    import threading
-    import time
-
     from graphflow.meta.trainer import Trainer
 
     whole = Trainer(parse_experiment_spec(experiment(steps=5, estimator=PES)), tmp_path / "whole")
     whole.train(progress=False)
     trainer = Trainer(parse_experiment_spec(experiment(steps=5, workers=2, estimator=PES)), tmp_path / "killed")
-    killed = []
-
-    def kill_a_worker_after_step_2():
-        log = tmp_path / "killed" / "log.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if log.exists() and any(json.loads(line).get("step", 0) >= 2 for line in log.read_text().splitlines()
-                                    if line.endswith("}")):
-                pid = trainer.estimator.population.worker_pids()[0]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=kill_a_worker_after_step_2)
-    killer.start()
-    try:
-        trainer.train(progress=False)
-        restarts = trainer.estimator.population.restarts
-    finally:
-        killer.join()
-        trainer.close()
+    killed, restarts = train_killing_a_worker(trainer, lambda t: t.estimator.population, 0)
     assert killed and restarts == 1
     assert meta_losses(tmp_path / "killed") == meta_losses(tmp_path / "whole")
     assert [s for s, _ in meta_losses(tmp_path / "killed")] == [1, 2, 3, 4, 5]

@@ -5,20 +5,17 @@ slot's networks from the workers, the resume sends them back) and a worker kille
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
-import time
 
 import numpy as np
 import pytest
 
-from graphflow.cli import main
 from graphflow.meta.checkpoint import load_checkpoint
 from graphflow.meta.trainer import Trainer
 from graphflow.spec import parse_experiment_spec
-from tests.distributed.test_distributed_training import assert_losses_close, experiment, write
+from tests.distributed.conftest import (assert_losses_close, experiment, train, train_killing_a_worker,
+                                        train_stopped_and_resumed, write)
 from tests.distributed.test_sweep import meta_losses
 
 TRUNCATED = {"kind": "truncated", "unroll": {"kind": "log_uniform", "low": 2, "high": 6},
@@ -49,13 +46,10 @@ def assert_close_checkpoints(a_dir, b_dir, rtol=1e-5, atol=5e-6):
 
 def test_truncated_on_two_workers_resumed_logs_the_one_process_meta_losses(ray_instance, tmp_path, capsys):
     config = write(tmp_path / "truncated.json", truncated_experiment())
-    assert main(["train", config, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
-    assert main(["train", config, "--out", str(tmp_path / "two"), "--workers", "2", "--no-progress"]) == 0
+    train(config, tmp_path / "one")
+    train(config, tmp_path / "two", "--workers", "2")
     # 3 meta-steps on workers (checkpoints at steps 2 and 3), then resumed on workers to 5
-    assert main(["train", config, "--out", str(tmp_path / "resumed"), "--steps", "3", "--workers", "2",
-                 "--no-progress"]) == 0
-    assert main(["train", config, "--out", str(tmp_path / "resumed"), "--resume", "--workers", "2",
-                 "--no-progress"]) == 0
+    train_stopped_and_resumed(config, tmp_path / "resumed", steps=3)
     capsys.readouterr()
     want = meta_losses(tmp_path / "one")
     assert [s for s, _ in want] == [1, 2, 3, 4, 5] and len({loss for _, loss in want}) == 5
@@ -111,28 +105,7 @@ def test_a_truncated_worker_killed_mid_run_gets_its_slots_networks_back(ray_inst
     finally:
         whole.close()
     trainer = Trainer(parse_experiment_spec(truncated_experiment(workers=2)), tmp_path / "killed")
-    killed = []
-
-    def kill_a_worker_after_step_2():
-        log = tmp_path / "killed" / "log.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if log.exists() and any(json.loads(line).get("step", 0) >= 2 for line in log.read_text().splitlines()
-                                    if line.endswith("}")):
-                pid = trainer.estimator.shards.worker_pids()[0]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=kill_a_worker_after_step_2)
-    killer.start()
-    try:
-        trainer.train(progress=False)
-        restarts = trainer.estimator.shards.restarts
-    finally:
-        killer.join()
-        trainer.close()
+    killed, restarts = train_killing_a_worker(trainer, lambda t: t.estimator.shards, 0)
     assert killed and restarts == 1
     assert [s for s, _ in meta_losses(tmp_path / "killed")] == [1, 2, 3, 4, 5]
     assert meta_losses(tmp_path / "killed") == meta_losses(tmp_path / "whole")  # the same workers: the same bits

@@ -111,13 +111,35 @@ COLORS = {"es": "tab:blue", "pes": "tab:orange", "truncated": "tab:green"}
 LABELS = {"es": "ES (antithetic)", "pes": "PES", "truncated": "truncated backprop"}
 
 
-def plot_population(data: dict, path: Path) -> Path:
+def _figure():
+    """A figure of two panels side by side (matplotlib, no display): (figure, (left, right))."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.0))
+    return plt.subplots(1, 2, figsize=(11, 5.0))
+
+
+def _finish(fig, panels: list, title: str, path: Path) -> Path:
+    """Label the panels (``[(axes, y label, title)]``), put their legends below them, title the
+    figure and write it to ``path``."""
+    import matplotlib.pyplot as plt
+
+    for ax, ylabel, panel_title in panels:
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
+    for ax, _, _ in panels:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_population(data: dict, path: Path) -> Path:
+    fig, (left, right) = _figure()
     for kind in ("es", "pes"):
         rows = data[kind]
         p = [r["population"] for r in rows]
@@ -133,27 +155,14 @@ def plot_population(data: dict, path: Path) -> Path:
         ax.set_xlabel("population (members; pairs = population / 2)")
         ax.set_xticks(POPULATIONS, [str(v) for v in POPULATIONS])
         ax.grid(True, which="major", alpha=0.3)
-    left.set_ylabel("|mean estimate - exact| / |exact|")
-    left.set_title("bias (mean over the seeds' estimates)")
-    right.set_ylabel("E |estimate - mean|² / |exact|²")
-    right.set_title("variance of one estimate")
-    for ax in (left, right):
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
-    fig.suptitle(f"ES and PES against the exact gradient: 1-3-1 tanh, {data['trained']} trained entries, "
-                 f"float64, sigma 1e-3, {data['seeds']} seeds per point", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, [(left, "|mean estimate - exact| / |exact|", "bias (mean over the seeds' estimates)"),
+                         (right, "E |estimate - mean|² / |exact|²", "variance of one estimate")],
+                   f"ES and PES against the exact gradient: 1-3-1 tanh, {data['trained']} trained entries, "
+                   f"float64, sigma 1e-3, {data['seeds']} seeds per point", path)
 
 
 def plot_truncation(data: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.0))
+    fig, (left, right) = _figure()
     for kind in ("truncated", "pes"):
         rows = data[kind]
         k = [r["truncation"] for r in rows]
@@ -170,18 +179,10 @@ def plot_truncation(data: dict, path: Path) -> Path:
         ax.set_xlabel(f"truncation length K (of T = {data['unroll']})")
         ax.grid(True, which="major", alpha=0.3)
     right.set_yscale("log")
-    left.set_ylabel("mean (estimate - exact), ± standard error")
-    left.set_title("bias of the whole unroll's estimate")
-    right.set_ylabel("variance over seeds")
-    right.set_title("variance of the whole unroll's estimate")
-    for ax in (left, right):
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
-    fig.suptitle(f"Truncation on the scalar toy (SGD learning rate 0.03, T = {data['unroll']}, {data['tasks']} tasks "
-                 f"per seed, {data['seeds']} seeds; PES: one pair, sigma 1e-3)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, [(left, "mean (estimate - exact), ± standard error", "bias of the whole unroll's estimate"),
+                         (right, "variance over seeds", "variance of the whole unroll's estimate")],
+                   f"Truncation on the scalar toy (SGD learning rate 0.03, T = {data['unroll']}, {data['tasks']} "
+                   f"tasks per seed, {data['seeds']} seeds; PES: one pair, sigma 1e-3)", path)
 
 
 def main(argv=None) -> int:

@@ -394,19 +394,26 @@ class Engine:
             upd, msg = self._blocked(lambda blk, _: stateless_cell(xp, p, blk, layout.stream_widths, blocks, whole,
                                                                    kernels), streams, whole=whole)
             return upd, msg, None
-        carry = state.carries.get(slot.key)
-        shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
-        if carry is None:
-            carry = xp.zeros(shape, dtype=self.be.dtype)
-        elif tuple(carry.shape) != shape:
-            raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
-                             f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
+        carry = self._carry(slot, streams, state)
         act = self.protocol.spec.gru_mlp_activation
         new = self._blocked(lambda blk, c: (gru_cell(xp, p, blk, layout.stream_widths, c, act, blocks, whole,
                                                       kernels),), streams, carry, whole=whole)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None
         return upd, new[..., new.shape[-1] - layout.message:], new
+
+    def _carry(self, slot, streams, state: NetState):
+        """The stateful learner's carry of ``slot`` before this step (zeros on the first), checked
+        against the shape the step's streams need."""
+        layout = self.layouts[slot.key]
+        carry = state.carries.get(slot.key)
+        shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
+        if carry is None:
+            return self.be.xp.zeros(shape, dtype=self.be.dtype)
+        if tuple(carry.shape) != shape:
+            raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
+                             f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
+        return carry
 
     def _call_members(self, slot, streams, state: NetState, new_carries: dict):
         """:meth:`call_learner` with per-member parameters: in each block (a range of members, and of
@@ -438,13 +445,7 @@ class Engine:
             if not layout.has_parameter:
                 return None, out[0], None
             return out[0], out[1], None
-        carry = state.carries.get(slot.key)
-        shape = np.broadcast_shapes(*[tuple(s.shape[:-1]) for s in streams]) + (layout.carry,)
-        if carry is None:
-            carry = xp.zeros(shape, dtype=self.be.dtype)
-        elif tuple(carry.shape) != shape:
-            raise ValueError(f"{slot.key}: the stateful learner's carry is {list(carry.shape)} but this step needs "
-                             f"{list(shape)}; keep the tasks and the batch size fixed within an inner loop")
+        carry = self._carry(slot, streams, state)
         new = self._blocked(cell, streams, carry, members=True)[0]
         new_carries[slot.key] = new
         upd = new[..., 0:1] if layout.has_parameter else None

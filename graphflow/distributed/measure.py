@@ -31,20 +31,27 @@ def _pickled_bytes(obj) -> int:
     return len(head) + sum(b.raw().nbytes for b in buffers)
 
 
+def _workload(workload: str, tasks: int, steps: int | None):
+    """The bench workload's graph, a random protocol of its sizes, one outer batch of ``tasks`` and
+    their initial networks (seed 0): what every setup of a measurement computes on."""
+    from graphflow.bench.workloads import WORKLOADS, graph_and_protocol, meta_batch
+    from graphflow.engine import Engine
+
+    graph, protocol = graph_and_protocol(workload)
+    rng = np.random.default_rng(0)
+    batch = meta_batch(graph, WORKLOADS[workload], rng, tasks=tasks, steps=steps)
+    engine = Engine(graph, protocol)
+    init = {k: engine.be.to_numpy(v) for k, v in engine.init_network(rng, tasks).params.items()}
+    return graph, protocol, batch, init
+
+
 def measure(workload: str = "mnist", tasks: int = 2, workers: tuple[int, ...] = (1, 2), rounds: int = 7,
             steps: int | None = None) -> dict:
     """Median (and min, max) seconds per meta-step of each setup, its parts, and the bytes per step."""
-    from graphflow.bench.workloads import WORKLOADS, graph_and_protocol, meta_batch
-    from graphflow.engine import Engine
     from graphflow.meta.metaloss import MetaGradient
 
     ray = require_ray()
-    sizes = WORKLOADS[workload]
-    graph, protocol = graph_and_protocol(workload)
-    rng = np.random.default_rng(0)
-    batch = meta_batch(graph, sizes, rng, tasks=tasks, steps=steps)
-    engine = Engine(graph, protocol)
-    init = {k: engine.be.to_numpy(v) for k, v in engine.init_network(rng, tasks).params.items()}
+    graph, protocol, batch, init = _workload(workload, tasks, steps)
     # Scheduling labels only: every setup's actors must be alive at once for the rounds to alternate.
     ray.init(address="local", num_cpus=2 * sum(workers) + 2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     setups = {"one process, 1 thread": MetaGradient(graph, protocol, threads=1)}
@@ -72,7 +79,7 @@ def measure(workload: str = "mnist", tasks: int = 2, workers: tuple[int, ...] = 
         load.append(os.getloadavg()[0])
     out = {"workload": workload, "graph": f"{graph.inputs[0].size} inputs, {sum(w.size for w in graph.weights.values())} "
                                           f"weight nodes", "tasks": tasks, "inner_steps": batch.steps,
-           "shots": sizes.batch, "rounds": rounds, "cpus": os.cpu_count(), "load_average_1min": load, "setups": {}}
+           "shots": batch.x.shape[2], "rounds": rounds, "cpus": os.cpu_count(), "load_average_1min": load, "setups": {}}
     local = setups["one process, 1 thread"]
     base = statistics.median(times["one process, 1 thread"])
     for name, ts in times.items():
@@ -109,18 +116,11 @@ def measure_es(workload: str = "sinusoid", tasks: int = 4, population: int = 64,
     (``EsEstimator.gradient``) in one process on one thread, against :class:`~graphflow.distributed.population.DistributedEs`
     with 1, 2, ... workers on one thread each; where the time goes and the bytes of what is put and returned.
     ``member_chunk``: the estimator's members per engine run (1: one after another), where it has the option."""
-    from graphflow.bench.workloads import WORKLOADS, graph_and_protocol, meta_batch
     from graphflow.distributed.population import DistributedEs, EsPopulation, member_slices
-    from graphflow.engine import Engine
     from graphflow.meta.estimators import EngineLoop, EsEstimator
 
     ray = require_ray()
-    sizes = WORKLOADS[workload]
-    graph, protocol = graph_and_protocol(workload)
-    rng = np.random.default_rng(0)
-    batch = meta_batch(graph, sizes, rng, tasks=tasks, steps=steps)
-    engine = Engine(graph, protocol)
-    init = {k: engine.be.to_numpy(v) for k, v in engine.init_network(rng, tasks).params.items()}
+    graph, protocol, batch, init = _workload(workload, tasks, steps)
     options = {"member_chunk": member_chunk} if member_chunk is not None else {}
     local = EsEstimator(EngineLoop(graph, protocol, protocol.trainable(), threads=1), tasks, batch.steps, population,
                         sigma, **options)
@@ -158,7 +158,7 @@ def measure_es(workload: str = "sinusoid", tasks: int = 4, population: int = 64,
            "member_chunk": getattr(local, "member_chunk", 1),
            "members_per_engine_run": local.members_at_once(batch, population) if hasattr(local, "members_at_once") else 1,
            "graph": f"{graph.inputs[0].size} inputs, {sum(w.size for w in graph.weights.values())} weight nodes",
-           "tasks": tasks, "inner_steps": batch.steps, "shots": sizes.batch, "rounds": rounds, "cpus": os.cpu_count(),
+           "tasks": tasks, "inner_steps": batch.steps, "shots": batch.x.shape[2], "rounds": rounds, "cpus": os.cpu_count(),
            "load_average_1min": load, "setups": {}}
     base = statistics.median(times["one process, 1 thread"])
     for name, ts in times.items():

@@ -313,31 +313,14 @@ class DistributedPes(PersistentEstimator):
 
     def estimate(self, protocol, draws: TaskDraws):
         local, loop = self.local, self.local.loop
-        tasks = local.tasks
         theta = loop.parameters(protocol)
-        shapes = _shapes(theta)
-        pairs = local.population // 2
         restarted, reset = self._begin(theta, draws)
-        if not local.accumulated or set(local.accumulated) != set(shapes):
-            local.accumulated = {k: np.zeros((tasks.count, pairs) + s) for k, s in shapes.items()}
-        for z in local.accumulated.values():
-            z[restarted] = 0.0
-        seed = draws.noise_seed()
-        windows = [(slots, tasks.window(slots, steps, draws, loop.base)) for slots, steps in
-                   tasks.groups(tasks.truncation_length(seed))]
-        for pair in range(pairs):
-            for key, eps in pair_noise(shapes, seed, pair).items():
-                local.accumulated[key][:, pair] += eps
+        seed, windows = local.prepare(_shapes(theta), restarted, draws)
         backup = [_numpy(st, loop.base) for st in local.states] if self._current and local.states else None
-        losses = self.population.step(protocol, seed, reset, windows, tasks.count, backup)
+        losses = self.population.step(protocol, seed, reset, windows, local.tasks.count, backup)
         self._pushed, self._current = True, False
         local.states = []  # the workers hold them now
-        for slots, (batch, _, _) in windows:
-            tasks.advance(slots, batch.steps)
-        diffs = losses[0::2] - losses[1::2]  # [pairs, tasks]
-        scale = 1.0 / (local.population * local.sigma * tasks.count)
-        grads = {k: np.einsum("tp...,pt->...", z, diffs) * scale for k, z in local.accumulated.items()}
-        return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
+        return local.finish(losses, windows)
 
     def _fetch(self) -> list[NetState]:
         be = self.local.loop.base

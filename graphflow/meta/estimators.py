@@ -750,19 +750,8 @@ class PesEstimator(_Truncated):
         loop, tasks = self.loop, self.tasks
         theta = loop.parameters(protocol)
         shapes = _shapes(theta)
-        pairs = self.population // 2
-        restarted = self._begin(theta, draws)
-        if not self.accumulated or set(self.accumulated) != set(shapes):
-            self.accumulated = {k: np.zeros((tasks.count, pairs) + s) for k, s in shapes.items()}
-        for z in self.accumulated.values():
-            z[restarted] = 0.0
-        seed = draws.noise_seed()
-        windows = [(slots, tasks.window(slots, steps, draws, loop.base)) for slots, steps in
-                   tasks.groups(tasks.truncation_length(seed))]
+        seed, windows = self.prepare(shapes, self._begin(theta, draws), draws)
         losses = np.empty((self.population, tasks.count))
-        for pair in range(pairs):
-            for key, eps in pair_noise(shapes, seed, pair).items():
-                self.accumulated[key][:, pair] += eps
         chunk = self.members_at_once(max((w[0] for _, w in windows), key=lambda b: b.tasks), self.population)
         xp = loop.base.xp
         for lo in range(0, self.population, chunk):
@@ -786,12 +775,35 @@ class PesEstimator(_Truncated):
                 for i, member in enumerate(part):
                     _put_rows(self.states[member], slots, _rows(end, slice(i * len(slots), (i + 1) * len(slots))), xp)
                     losses[member, slots] = per_member[i]
+        return self.finish(losses, windows)
+
+    def prepare(self, shapes: dict, restarted, draws: TaskDraws):
+        """The step's noise seed and windows (slot groups with their data), after zeroing the
+        accumulated noise Z of the ``restarted`` tasks and adding this step's pair noise to it:
+        what comes before the members run, wherever they run."""
+        tasks, pairs = self.tasks, self.population // 2
+        if not self.accumulated or set(self.accumulated) != set(shapes):
+            self.accumulated = {k: np.zeros((tasks.count, pairs) + s) for k, s in shapes.items()}
+        for z in self.accumulated.values():
+            z[restarted] = 0.0
+        seed = draws.noise_seed()
+        windows = [(slots, tasks.window(slots, steps, draws, self.loop.base)) for slots, steps in
+                   tasks.groups(tasks.truncation_length(seed))]
+        for pair in range(pairs):
+            for key, eps in pair_noise(shapes, seed, pair).items():
+                self.accumulated[key][:, pair] += eps
+        return seed, windows
+
+    def finish(self, losses: np.ndarray, windows):
+        """Meta-loss and estimate from every member's losses on every task ([population, tasks]),
+        the tasks advanced past the step's windows."""
+        tasks = self.tasks
         for slots, (batch, _, _) in windows:
             tasks.advance(slots, batch.steps)
         diffs = losses[0::2] - losses[1::2]  # [pairs, tasks]
         scale = 1.0 / (self.population * self.sigma * tasks.count)
         grads = {k: np.einsum("tp...,pt->...", z, diffs) * scale for k, z in self.accumulated.items()}
-        return float(losses.mean()), {k: g.astype(loop.base.dtype) for k, g in grads.items()}
+        return float(losses.mean()), {k: g.astype(self.loop.base.dtype) for k, g in grads.items()}
 
     def abandon_tasks(self) -> None:
         super().abandon_tasks()

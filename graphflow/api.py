@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphflow.errors import GraphflowError, SpecError
+from graphflow.meta.protocol_file import bundled_protocols, protocol_path  # noqa: F401 (graphflow.api's own names too)
 from graphflow.spec import ExperimentSpec, load_spec, parse_experiment_spec, parse_graph_spec
 
 if TYPE_CHECKING:
@@ -180,34 +181,6 @@ def experiment_spec(experiment) -> ExperimentSpec:
         return spec
     raise SpecError(f"experiment: expected an ExperimentSpec, a dict or the path of a JSON experiment file, not "
                     f"{type(experiment).__name__}")
-
-
-def bundled_protocols() -> dict[str, Path]:
-    """The protocols shipped with graphflow (``graphflow/data/*.npz``), by name: ``sinusoid_demo``
-    (the demo's) first, then the protocols of ``docs/reproduction.md`` (``sinusoid``, ...)."""
-    from graphflow.meta.protocol_file import BUNDLED
-
-    others = sorted(p for p in BUNDLED.parent.glob("*.npz") if p != BUNDLED)
-    return {BUNDLED.stem: BUNDLED, **{p.stem: p for p in others}}
-
-
-def protocol_path(source: str | Path | None) -> Path:
-    """The file a protocol source names: a file, a run folder's checkpoint, or a bundled protocol's file."""
-    bundled = bundled_protocols()
-    if source is None:
-        return bundled["sinusoid_demo"]
-    if not isinstance(source, (str, Path)):
-        raise GraphflowError(f"protocol: expected a file, a run folder, a bundled protocol's name "
-                             f"({', '.join(bundled)}) or what load_protocol or train returned, not {type(source).__name__}")
-    path = Path(source)
-    if path.is_dir():
-        return path / "checkpoint.npz"
-    if not path.exists() and str(source) in bundled:
-        return bundled[str(source)]
-    if not path.exists() and not path.suffix:
-        raise GraphflowError(f"{source}: no such checkpoint, run folder or bundled protocol (bundled: "
-                             f"{', '.join(bundled)})")
-    return path
 
 
 def load_protocol(source: str | Path | None = None) -> TrainedProtocol:

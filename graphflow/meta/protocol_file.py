@@ -70,6 +70,32 @@ def check_initial_network(engine, init: dict[str, np.ndarray], path: Path) -> di
     return {k: np.asarray(v, np.float32) for k, v in init.items()}
 
 
+def bundled_protocols() -> dict[str, Path]:
+    """The protocols shipped with graphflow (``graphflow/data/*.npz``), by name: ``sinusoid_demo``
+    (the demo's) first, then the protocols of ``docs/reproduction.md`` (``sinusoid``, ...)."""
+    others = sorted(p for p in BUNDLED.parent.glob("*.npz") if p != BUNDLED)
+    return {BUNDLED.stem: BUNDLED, **{p.stem: p for p in others}}
+
+
+def protocol_path(source: str | Path | None) -> Path:
+    """The file a protocol source names: a file, a run folder's checkpoint, or a bundled protocol's file."""
+    bundled = bundled_protocols()
+    if source is None:
+        return bundled["sinusoid_demo"]
+    if not isinstance(source, (str, Path)):
+        raise GraphflowError(f"protocol: expected a file, a run folder, a bundled protocol's name "
+                             f"({', '.join(bundled)}) or what load_protocol or train returned, not {type(source).__name__}")
+    path = Path(source)
+    if path.is_dir():
+        return path / "checkpoint.npz"
+    if not path.exists() and str(source) in bundled:
+        return bundled[str(source)]
+    if not path.exists() and not path.suffix:
+        raise GraphflowError(f"{source}: no such checkpoint, run folder or bundled protocol (bundled: "
+                             f"{', '.join(bundled)})")
+    return path
+
+
 def load_protocol(path: str | Path | None = None):
     """(graph, protocol, initial network or None, meta) from a graphflow checkpoint (default: bundled demo).
 

@@ -241,9 +241,23 @@ class Trainer:
                 params = {k: np.broadcast_to(v, (m.outer_batch,) + v.shape) for k, v in params.items()}
             return self.engine.network_from_arrays(params)
 
-        measure_normalization(self.engine, self.protocol, lambda _r: self.tasks.sample(rng, m.outer_batch),
-                              init_network, rounds=m.normalization_rounds, blend=m.normalization_blend)
+        if m.start_from is not None:
+            self._start_from(m.start_from)
+        else:
+            measure_normalization(self.engine, self.protocol, lambda _r: self.tasks.sample(rng, m.outer_batch),
+                                  init_network, rounds=m.normalization_rounds, blend=m.normalization_blend)
         self._make_metagrad()
+
+    def _start_from(self, source: str) -> None:
+        """The protocol (normalization included) and, for MAML, the initial network of ``source``
+        (``meta.start_from``) in place of the fresh ones."""
+        from graphflow.meta.warm_start import starting_protocol
+
+        protocol, init = starting_protocol(source, self.graph, self.exp.learner)
+        self.protocol = protocol
+        self.engine.set_protocol(protocol)
+        if self.init is not None and init is not None:
+            self.init = check_initial_network(self.engine, init, Path(f"meta.start_from {source}"))
 
     def _make_metagrad(self):
         m = self.exp.meta

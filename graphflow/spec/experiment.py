@@ -186,6 +186,14 @@ class MetaTrainingSpec(_Model):
     """Meta-train the initial network too (one shared set instead of the pool)."""
     train_g: StrictBool = True
     """Train the stateless message MLPs g (the reference did not)."""
+    start_from: Text | None = None
+    """Start from this protocol instead of a freshly initialized one (fine-tuning, a longer unroll,
+    another estimator): a protocol file, a training checkpoint, a run folder, a bundled protocol's
+    name, or a published MPLP checkpoint (a flat ``.npy``, matched to the preset it fits). It
+    must have this experiment's learner and fit its graph (the same learner groups and shapes). Its
+    normalization is kept (``normalization_rounds`` is not measured) and, for ``maml``, its initial
+    network when it has one; the outer optimizer starts afresh. A relative path is read from the
+    working directory, as ``task.data_dir`` is."""
     on_nonfinite: Literal["rollback", "stop"] = "rollback"
     """When a meta-loss or gradient is NaN/inf: restore the last good state and skip the batch
     (stopping after 3 in a row), or stop at once."""

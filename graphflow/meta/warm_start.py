@@ -1,0 +1,65 @@
+"""Meta-training that starts from an existing protocol (``meta.start_from``).
+
+The source is anything :func:`graphflow.meta.protocol_file.protocol_path` names (a protocol file,
+a training checkpoint, a run folder, a bundled protocol) or a published MPLP checkpoint (a flat
+``.npy``, read with the reference preset whose layout it fits). Either way the protocol is checked
+against the experiment: the same learner spec, and the arrays the experiment's graph needs (names
+and shapes), so a protocol of another sharing configuration or message size is refused with the
+field or array named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from graphflow.errors import GraphflowError
+from graphflow.learners.protocol import Protocol
+from graphflow.meta.protocol_file import load_protocol, protocol_path
+from graphflow.spec import LearnerSpec
+
+
+def starting_protocol(source: str, graph, learner: LearnerSpec) -> tuple[Protocol, dict[str, np.ndarray] | None]:
+    """(protocol, initial network or None) to start meta-training ``graph`` with ``learner`` from."""
+    where = f"meta.start_from {source}"
+    path = protocol_path(source)
+    if not path.exists():
+        raise GraphflowError(f"{where}: no such protocol file, checkpoint, run folder or bundled protocol")
+    if path.suffix == ".npy":
+        return _published(path, graph, learner, where), None
+    _, protocol, init, _ = load_protocol(path)
+    differ = _learner_differences(protocol.spec, learner)
+    if differ:
+        raise GraphflowError(f"{where}: its learner is not the experiment's ({'; '.join(differ)})")
+    return Protocol.checked(graph, learner, protocol.flat(), where, protocol.meta), init
+
+
+def _published(path: Path, graph, learner: LearnerSpec, where: str) -> Protocol:
+    """The published checkpoint at ``path`` read with the first reference preset it fits."""
+    from graphflow.interop.mplp import PROTOCOL_PRESETS, load_checkpoint
+
+    tried = []
+    for preset in PROTOCOL_PRESETS:
+        try:
+            _, protocol = load_checkpoint(preset, path)
+            differ = _learner_differences(protocol.spec, learner)
+            if differ:
+                tried.append(f"{preset}: {'; '.join(differ)}")
+                continue
+            return Protocol.checked(graph, learner, protocol.flat(), where, protocol.meta)
+        except GraphflowError as err:
+            tried.append(f"{preset}: {str(err).removeprefix(f'{path}: ').removeprefix(f'{where}: ')}")
+    raise GraphflowError(f"{where}: a published MPLP checkpoint that fits no preset with this experiment's graph "
+                         f"and learner ({' | '.join(tried)})")
+
+
+INITIALIZATION_ONLY = ("init_std",)
+"""Learner fields that only shape a fresh protocol's initialization: a start may differ in them."""
+
+
+def _learner_differences(have: LearnerSpec, want: LearnerSpec) -> list[str]:
+    """The learner fields (but :data:`INITIALIZATION_ONLY`) in which ``have`` and ``want`` differ, as text."""
+    a, b = have.model_dump(mode="json"), want.model_dump(mode="json")
+    return [f"learner.{k}: {a.get(k)!r} in the protocol, {b.get(k)!r} in the experiment"
+            for k in sorted(set(a) | set(b)) if k not in INITIALIZATION_ONLY and a.get(k) != b.get(k)]

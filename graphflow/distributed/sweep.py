@@ -392,12 +392,36 @@ def point_result(point: SweepPoint, folder: Path, outcome: dict | None = None) -
         "ran": status, "step": step,
         "meta_loss": steps[-1]["meta_loss"] if steps else None,
         "seconds_per_step": statistics.median(r["seconds"] for r in steps) if steps else None,
+        "meta_loss_curve": meta_loss_curve(steps),
         "eval": ({"metric": final["eval"]["metric"], "steps": final["eval"]["steps"], "mean": final["eval"]["mean"],
                   "std": final["eval"]["std"], "tasks": final["eval"]["tasks"]} if final else None),
     }
     if outcome and outcome.get("error"):
         result["error"] = outcome["error"]
     return result
+
+
+CURVE_POINTS = 50
+"""Points of a run's meta-loss curve in the sweep's results: the mean meta-loss of each of this
+many runs of consecutive meta-steps (fewer when the run has fewer meta-steps)."""
+
+
+def meta_loss_curve(records: list[dict], points: int = CURVE_POINTS) -> dict:
+    """A run's meta-loss as ``points`` means of consecutive meta-steps: ``{"steps": [the last
+    meta-step of each], "mean": [...]}`` (non-finite meta-losses, rolled back, left out).
+
+    >>> meta_loss_curve([{"step": s, "meta_loss": float(s)} for s in range(1, 7)], points=3)
+    {'steps': [2, 4, 6], 'mean': [1.5, 3.5, 5.5]}
+    """
+    width = max(1, math.ceil(len(records) / points))
+    steps, means = [], []
+    for lo in range(0, len(records), width):
+        part = records[lo:lo + width]
+        values = [r["meta_loss"] for r in part if r["meta_loss"] is not None and math.isfinite(r["meta_loss"])]
+        if values:
+            steps.append(part[-1]["step"])
+            means.append(statistics.fmean(values))
+    return {"steps": steps, "mean": means}
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -422,6 +446,13 @@ def sweep_results(sweep: Sweep, out: Path, outcomes: dict | None = None) -> dict
                "of": len(entry["points"])}
         row["seconds_per_step_mean"], row["seconds_per_step_std"] = _mean_std(
             [r["seconds_per_step"] for r in done if r["seconds_per_step"] is not None])
+        curves = [r["meta_loss_curve"] for r in done if r["meta_loss_curve"]["steps"]]
+        if curves:  # the seeds' curves side by side, as far as the shortest goes
+            length = min(len(c["steps"]) for c in curves)
+            row["meta_loss_steps"] = curves[0]["steps"][:length]
+            per_point = list(zip(*[c["mean"][:length] for c in curves]))
+            row["meta_loss_mean"] = [_mean_std(list(v))[0] for v in per_point]
+            row["meta_loss_std"] = [_mean_std(list(v))[1] for v in per_point]
         if done:
             first = done[0]["eval"]
             row["eval_metric"], row["eval_steps"] = first["metric"], first["steps"]
@@ -501,33 +532,44 @@ def summary_table(results: dict) -> str:
 
 
 def plot_results(results: dict, path):
-    """Left: each config's final eval against the inner step (mean ± std across seeds). Right: its
-    seconds per meta-step. ``path``: a file name (.png, .svg, .pdf) or a binary file (PNG)."""
+    """Left: each config's final eval against the inner step (mean ± std across seeds). Middle: its
+    meta-loss during meta-training (:func:`meta_loss_curve`, mean across seeds, a band of ± std).
+    Right: its seconds per meta-step. ``path``: a file name (.png, .svg, .pdf) or a binary file (PNG)."""
     import matplotlib
     import matplotlib.ticker
     from matplotlib.figure import Figure  # no pyplot: no global figure state, the Agg canvas
 
-    palette = matplotlib.colormaps["tab10"]
     fields = [f for f in results["fields"] if f != SEED_FIELD]
     configs = [c for c in results["configs"] if c.get("eval_mean")]
-    fig = Figure(figsize=(11, 4.2))
-    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    palette = matplotlib.colormaps["tab10" if len(configs) <= 10 else "tab20"]
+    fig = Figure(figsize=(15, 5.2))
+    ax, cx, bx = fig.subplots(1, 3, gridspec_kw={"width_ratios": [3, 3, 2]})
     names = []
     for k, c in enumerate(configs):
         name = ", ".join(f"{f.rsplit('.', 1)[-1]}={_cell(c['config'][f])}" for f in fields) or results["sweep"]
         names.append(name)
         mean = [math.nan if v is None else v for v in c["eval_mean"]]
         std = [0.0 if v is None else v for v in c["eval_std"]]
-        color = palette(k % 10)
+        color = palette(k % palette.N)
         ax.errorbar(c["eval_steps"], mean, yerr=std, marker="o", capsize=3, color=color,
                     label=f"{name} ({c['n']} seed{'s' if c['n'] != 1 else ''})")
+        if c.get("meta_loss_steps"):
+            m = [math.nan if v is None else v for v in c["meta_loss_mean"]]
+            sd = [0.0 if v is None else v for v in c["meta_loss_std"]]
+            cx.plot(c["meta_loss_steps"], m, color=color)
+            cx.fill_between(c["meta_loss_steps"], [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
+                            color=color, alpha=0.15, linewidth=0)
         bx.bar(k, c["seconds_per_step_mean"] or 0.0, yerr=c["seconds_per_step_std"] or 0.0, color=color, capsize=3)
     if configs and configs[0]["eval_metric"] == "l2":
         ax.set_yscale("log")
+    cx.set_yscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("inner step")
     ax.set_ylabel(f"final eval {configs[0]['eval_metric'] if configs else ''} (mean ± std across seeds)")
     ax.set_title(f"sweep {results['sweep']}: the final protocols")
+    cx.set_xlabel(f"meta-step (each point: the mean over 1/{CURVE_POINTS} of the run)")
+    cx.set_ylabel("meta-loss (mean ± std across seeds)")
+    cx.set_title("meta-training")
     if configs:
         ax.legend(fontsize=7)
     bx.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)

@@ -80,13 +80,19 @@ def test_the_tables_hold_each_point_and_mean_and_std_across_seeds(complete):
         records = read_records(out / "points" / label / "log.jsonl")
         finals[label] = [r for r in records if "eval" in r][-1]["eval"]["mean"]
         seconds = statistics.median(r["seconds"] for r in records if "meta_loss" in r)
-        assert next(r for r in results["points"] if r["point"] == label)["seconds_per_step"] == seconds
+        point = next(r for r in results["points"] if r["point"] == label)
+        assert point["seconds_per_step"] == seconds
+        assert point["meta_loss_curve"] == {"steps": [1, 2], "mean": [loss for _, loss in meta_losses(out / "points" / label)]}
     assert [c["config"] for c in results["configs"]] == [{"learner.message_size": 1}, {"learner.message_size": 2}]
     for c, labels in zip(results["configs"], (LABELS[:2], LABELS[2:])):
         assert c["n"] == 2 and c["seeds"] == [0, 1] and c["eval_steps"] == [0, 1, 2]
         per_step = list(zip(*(finals[label] for label in labels)))
         assert c["eval_mean"] == pytest.approx([statistics.fmean(v) for v in per_step], rel=1e-12)
         assert c["eval_std"] == pytest.approx([statistics.stdev(v) for v in per_step], rel=1e-12)
+        curves = [next(r for r in results["points"] if r["point"] == label)["meta_loss_curve"]["mean"] for label in labels]
+        assert c["meta_loss_steps"] == [1, 2]
+        assert c["meta_loss_mean"] == pytest.approx([statistics.fmean(v) for v in zip(*curves)], rel=1e-12)
+        assert c["meta_loss_std"] == pytest.approx([statistics.stdev(v) for v in zip(*curves)], rel=1e-12)
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["point"] for r in rows] == LABELS and [r["seed"] for r in rows] == ["0", "1", "0", "1"]
     assert float(rows[3]["eval_step_2"]) == pytest.approx(finals[LABELS[3]][2], rel=1e-5)

@@ -26,33 +26,19 @@ PROBES = (("as trained", {}), ("sigmoid -> step", {"activations": {"sigmoid": "s
           ("784-100-10, 28x28", {"graph": "mnist-784"}))
 
 
-def reference_protocol(checkpoint: str, data: str):
-    """The published MNIST checkpoint as a :class:`graphflow.api.TrainedProtocol`."""
-    from graphflow.api import TrainedProtocol
-    from graphflow.interop.mplp import load_checkpoint
-    from graphflow.presets import PRESETS
-    from graphflow.spec import parse_experiment_spec
-
-    graph, protocol = load_checkpoint("mnist", checkpoint)
-    experiment = parse_experiment_spec({
-        "name": "mnist-published", "graph": PRESETS["mnist"]().model_dump(mode="json"),
-        "learner": protocol.spec.model_dump(mode="json"), "task": {"kind": "mnist", "data_dir": data},
-        "meta": {"inner_steps": 20, "shots": 8}})
-    return TrainedProtocol(None, experiment, graph, protocol, None, {"kind": "reference", "name": "mnist-published"})
-
-
 def main(argv=None) -> None:
     from graphflow.api import evaluate, load_protocol
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--reference", help="the published MNIST checkpoint (flat float32 .npy)")
-    source.add_argument("--protocol", help="a graphflow protocol file, training checkpoint or run folder")
+    source.add_argument("--protocol", help="a graphflow protocol file, training checkpoint or run folder "
+                                           "(or a published checkpoint)")
     parser.add_argument("--data", required=True, help="the MNIST folder (IDX files)")
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    trained = reference_protocol(args.reference, args.data) if args.reference else load_protocol(args.protocol)
+    trained = load_protocol(args.reference or args.protocol)  # a published .npy: its preset and regime
     for label, probe in PROBES:
         start = time.perf_counter()
         curves = evaluate(trained, tasks=args.tasks, seed=args.seed, data=args.data, **probe)

@@ -201,8 +201,39 @@ def load_protocol(source: str | Path | None = None) -> TrainedProtocol:
     from graphflow.meta.protocol_file import load_protocol as load_checked
 
     path = protocol_path(source)
+    if path.suffix == ".npy":
+        return published_protocol(path)
     graph, protocol, init, header = load_checked(path)
     return TrainedProtocol(path, header_experiment(header, path), graph, protocol, init, header)
+
+
+PUBLISHED = "mplp-published-checkpoint"
+"""The ``kind`` of a :class:`TrainedProtocol` read from a published MPLP checkpoint."""
+
+NO_DATA = "(no data folder: a published checkpoint names none)"
+"""The ``task.data_dir`` of a published MNIST checkpoint's experiment: evaluating it needs ``data``."""
+
+
+def published_protocol(path: str | Path) -> TrainedProtocol:
+    """A published MPLP checkpoint (a flat ``.npy``) with the experiment of its reference regime:
+    the preset's graph and learner, its task, inner steps and shots (``graphflow mplp eval``'s
+    defaults). MNIST reads no data folder of its own (evaluating it needs ``data``); a
+    ``maml-sinusoid`` checkpoint needs its prior, which ``graphflow mplp eval --prior`` takes."""
+    from graphflow.interop.mplp import identify_checkpoint, preset_graph_spec
+    from graphflow.recording.sources import REFERENCE_DEFAULTS
+
+    path = Path(path)
+    preset, graph, protocol = identify_checkpoint(path)
+    if preset == "maml-sinusoid":
+        raise GraphflowError(f"{path}: a published maml-sinusoid checkpoint needs its prior (the initial network): "
+                             f"graphflow mplp eval --preset maml-sinusoid --checkpoint {path} --prior PRIOR")
+    task, steps, shots = REFERENCE_DEFAULTS[preset]
+    experiment = parse_experiment_spec({
+        "name": f"published-{preset}", "graph": preset_graph_spec(preset).model_dump(mode="json"),
+        "learner": protocol.spec.model_dump(mode="json"),
+        "task": {"kind": "mnist", "data_dir": NO_DATA} if task == "mnist" else {"kind": task},
+        "meta": {"inner_steps": steps, "shots": shots}})
+    return TrainedProtocol(path, experiment, graph, protocol, None, {"kind": PUBLISHED, "preset": preset})
 
 
 def _as_trained(source) -> TrainedProtocol:
@@ -379,6 +410,9 @@ def evaluate(protocol: Any = None, tasks: int = 100, seed: int = 0, steps: int |
     n_steps = steps or exp.meta.inner_steps
     task_data = None
     if exp.task.kind == "mnist":
+        if data is None and exp.task.data_dir == NO_DATA:
+            raise GraphflowError(f"{trained.path}: a published MNIST checkpoint names no data folder: pass --data DIR "
+                                 f"(data= in gf.evaluate)")
         task_data = _mnist_data(trained.graph, data if data is not None else exp.task.data_dir)
     elif data is not None:
         raise GraphflowError(f"data: the {exp.task.kind} task reads no data folder")

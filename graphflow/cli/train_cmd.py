@@ -84,8 +84,9 @@ def check_finite_curves(curves: dict) -> None:
 @app.command("eval")
 def evaluate(
     checkpoint: Path = typer.Argument(None, metavar="CHECKPOINT|RUN_FOLDER|NAME",
-                                      help="A protocol file, training checkpoint or training run folder, or the name "
-                                           "of a bundled protocol (default: sinusoid_demo, the demo's)."),
+                                      help="A protocol file, training checkpoint or training run folder, the name "
+                                           "of a bundled protocol (default: sinusoid_demo, the demo's), or a published "
+                                           "MPLP checkpoint (.npy; its preset and regime found from its layout)."),
     tasks: int = typer.Option(100, min=1, help="Fresh tasks to evaluate on (the same for every learner)."),
     seed: int = typer.Option(0, min=0, help="Seed of the tasks and the initial networks."),
     steps: int = typer.Option(None, min=1, help="Inner steps (default: the experiment's meta.inner_steps)."),

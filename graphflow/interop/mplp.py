@@ -45,18 +45,38 @@ PROTOCOL_PRESETS = {
 }
 
 
-def preset_protocol(name: str, seed: int = 0) -> tuple:
-    """(graph, randomly initialized protocol) of a reference preset: sinusoid, maml-sinusoid, mnist."""
+def preset_graph_spec(name: str):
+    """The graph spec of a reference preset: sinusoid, maml-sinusoid, mnist."""
     from graphflow.presets import PRESETS
 
     if name not in PROTOCOL_PRESETS:
         raise GraphflowError(f"unknown MPLP preset {name!r}; known: {', '.join(PROTOCOL_PRESETS)}")
-    graph_name, learner, *sharing = PROTOCOL_PRESETS[name]
+    graph_name, _, *sharing = PROTOCOL_PRESETS[name]
     spec = PRESETS[graph_name]()
-    if sharing:
-        spec = spec.model_copy(update={"sharing": sharing[0]})
-    graph = build(spec)
-    return graph, Protocol.init(graph, learner, seed)
+    return spec.model_copy(update={"sharing": sharing[0]}) if sharing else spec
+
+
+def preset_protocol(name: str, seed: int = 0) -> tuple:
+    """(graph, randomly initialized protocol) of a reference preset: sinusoid, maml-sinusoid, mnist."""
+    graph = build(preset_graph_spec(name))
+    return graph, Protocol.init(graph, PROTOCOL_PRESETS[name][1], seed)
+
+
+def identify_checkpoint(path: str | Path) -> tuple[str, object, Protocol]:
+    """(preset, graph, protocol) of a published checkpoint, read with the preset whose layout it
+    fits (their sizes differ)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphflowError(f"{path}: no such checkpoint file")
+    sizes = []
+    for preset in PROTOCOL_PRESETS:
+        try:
+            graph, protocol = load_checkpoint(preset, path)
+        except GraphflowError as err:
+            sizes.append(f"{preset}: {str(err).removeprefix(f'{path}: ')}")
+            continue
+        return preset, graph, protocol
+    raise GraphflowError(f"{path}: not a published MPLP checkpoint of any preset ({'; '.join(sizes)})")
 
 
 def _slot_prefixes(graph) -> list[tuple[str, object]]:

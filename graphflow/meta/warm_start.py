@@ -36,22 +36,15 @@ def starting_protocol(source: str, graph, learner: LearnerSpec) -> tuple[Protoco
 
 
 def _published(path: Path, graph, learner: LearnerSpec, where: str) -> Protocol:
-    """The published checkpoint at ``path`` read with the first reference preset it fits."""
-    from graphflow.interop.mplp import PROTOCOL_PRESETS, load_checkpoint
+    """The published checkpoint at ``path`` (read with the reference preset it fits), checked against the experiment."""
+    from graphflow.interop.mplp import identify_checkpoint
 
-    tried = []
-    for preset in PROTOCOL_PRESETS:
-        try:
-            _, protocol = load_checkpoint(preset, path)
-            differ = _learner_differences(protocol.spec, learner)
-            if differ:
-                tried.append(f"{preset}: {'; '.join(differ)}")
-                continue
-            return Protocol.checked(graph, learner, protocol.flat(), where, protocol.meta)
-        except GraphflowError as err:
-            tried.append(f"{preset}: {str(err).removeprefix(f'{path}: ').removeprefix(f'{where}: ')}")
-    raise GraphflowError(f"{where}: a published MPLP checkpoint that fits no preset with this experiment's graph "
-                         f"and learner ({' | '.join(tried)})")
+    preset, _, protocol = identify_checkpoint(path)
+    differ = _learner_differences(protocol.spec, learner)
+    if differ:
+        raise GraphflowError(f"{where}: a published {preset} checkpoint, whose learner is not the experiment's "
+                             f"({'; '.join(differ)})")
+    return Protocol.checked(graph, learner, protocol.flat(), where, protocol.meta)
 
 
 INITIALIZATION_ONLY = ("init_std",)

@@ -33,3 +33,35 @@ def test_eval_probe_mistakes_are_one_error_line(capsys, args, message):
     assert main(["eval", "--tasks", "1", "--steps", "1", *args]) == 2
     err = capsys.readouterr().err
     assert message in one_error_line(err)
+
+
+def test_eval_reads_a_published_checkpoint_with_its_preset_and_regime(capsys, reference_dir, mnist_dir):
+    """A published .npy is read with the preset whose layout it fits and evaluated in its regime
+    (MNIST: 20 inner steps of 8 images unless told, the data folder from --data)."""
+    from graphflow.api import load_protocol
+    from graphflow.interop.mplp import load_checkpoint
+
+    path = reference_dir / "mnist_weights_00005000.npy"
+    trained = load_protocol(path)
+    _, expected = load_checkpoint("mnist", path)
+    assert trained.kind == "mplp-published-checkpoint" and trained.header["preset"] == "mnist"
+    assert trained.experiment.graph.sharing == "kind" and trained.experiment.meta.inner_steps == 20
+    assert all((trained.protocol.flat()[k] == v).all() for k, v in expected.flat().items())
+    assert main(["eval", str(path), "--data", str(mnist_dir), "--tasks", "1", "--steps", "2", "--json"]) == 0
+    curves = json.loads(capsys.readouterr().out)
+    assert curves["graphflow"]["steps"] == [0, 1, 2] and curves["graphflow"]["metric"] == "accuracy"
+    assert main(["eval", str(path), "--tasks", "1", "--steps", "1"]) == 2
+    assert "a published MNIST checkpoint names no data folder: pass --data DIR" in one_error_line(capsys.readouterr().err)
+    maml = reference_dir / "maml_sin_net_weights_00258202.npy"
+    assert main(["eval", str(maml), "--tasks", "1"]) == 2
+    assert "needs its prior (the initial network): graphflow mplp eval" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_file_that_is_no_published_checkpoint_says_which_presets_it_fits_not(capsys, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "weights.npy"
+    np.save(path, np.zeros(7, np.float32))
+    assert main(["eval", str(path), "--tasks", "1", "--steps", "1"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "not a published MPLP checkpoint of any preset (sinusoid: 7 values, preset 'sinusoid' needs 115081" in line

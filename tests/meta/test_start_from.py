@@ -101,5 +101,5 @@ def test_a_published_checkpoint_is_matched_to_its_preset(reference_dir, mnist_di
     for key, value in expected.flat().items():
         np.testing.assert_array_equal(trainer.protocol.flat()[key], value, err_msg=key)
     wrong = exp.model_copy(update={"learner": exp.learner.model_copy(update={"message_size": 8})})
-    with pytest.raises(GraphflowError, match=r"fits no preset .*mnist: learner.message_size: 4 in the protocol, 8"):
+    with pytest.raises(GraphflowError, match=r"a published mnist checkpoint, whose learner is not the experiment.s \(learner.message_size: 4 in the protocol, 8"):
         Trainer(wrong, tmp_path / "wrong").setup()

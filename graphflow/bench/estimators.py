@@ -1,19 +1,19 @@
 """The ``estimators`` case group of ``graphflow bench``: each meta-gradient estimator's cost and accuracy.
 
-For every estimator (``bptt``, ``truncated``, ``es``, ``pes``) and unroll T, at the same number of
+For every estimator (``bptt``, ``truncated``, ``es``, ``pes``, ``nres``) and unroll T, at the same number of
 tasks, on the same tasks (synthetic data of the sinusoid workload's sizes): the seconds and the
 peak host memory (tracemalloc) of one meta-step, i.e. one ``estimate`` call of the estimator
 (no protocol update), and the cosine of its estimate to the exact gradient of the whole unroll
 (bptt through all T steps) on the same batch.
 
 - ``bptt`` and ``es`` estimate a whole unroll in one meta-step.
-- ``truncated`` and ``pes`` run K steps per meta-step: their estimate of the whole unroll is the
+- ``truncated``, ``pes`` and ``nres`` run K steps per meta-step: their estimate of the whole unroll is the
   sum of the T / K meta-steps that walk the tasks through it (all tasks start together, the
   protocol held fixed), each scaled back by K / T (docs/estimators.md); the cosine is that sum's,
   ``seconds`` the median of those meta-steps.
 
 ``peak_bytes`` is that of one more meta-step after the timed ones, under tracemalloc (a separate
-call: tracing slows it down), on the warm estimator (for ``truncated`` and ``pes``, a meta-step
+call: tracing slows it down), on the warm estimator (for the truncated kinds, a meta-step
 that restarts its tasks). The exact gradient comes from an untimed bptt call before the timed
 one, which makes it again: bptt's cosine checks that the estimate is deterministic (1 up to
 rounding).
@@ -24,7 +24,7 @@ rounding).
 >>> p = Protocol.init(g, gf.LearnerSpec(hidden=2, message_size=2, mlp_hidden=(4, 4)))
 >>> sizes = EstimatorSizes(tasks=2, batch=4, heldout=4, unrolls=(4,), truncation=2, population=2)
 >>> [c["estimator"] for c in estimator_cases(sizes, graph=g, protocol=p)]
-['bptt', 'truncated', 'es', 'pes']
+['bptt', 'truncated', 'es', 'pes', 'nres']
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ import numpy as np
 from graphflow.bench import workloads as W
 from graphflow.bench.timing import peak_bytes, synchronize
 
-KINDS = ("bptt", "truncated", "es", "pes")
+KINDS = ("bptt", "truncated", "es", "pes", "nres")
+TRUNCATED_KINDS = ("truncated", "pes", "nres")
+"""The kinds that walk their tasks through the unroll K steps per meta-step."""
+POPULATION_KINDS = ("es", "pes", "nres")
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,9 @@ class EstimatorSizes:
     unrolls: tuple[int, ...]
     """The unrolls T compared (each a multiple of ``truncation``)."""
     truncation: int
-    """K of ``truncated`` and ``pes``."""
+    """K of ``truncated``, ``pes`` and ``nres``."""
     population: int
-    """Of ``es`` and ``pes`` (even)."""
+    """Of ``es``, ``pes`` and ``nres`` (even)."""
     sigma: float = 0.01
 
     @classmethod
@@ -105,9 +108,9 @@ class SyntheticDraws:
 
 def _estimator_data(kind: str, sizes: EstimatorSizes, unroll: int) -> dict:
     data = {"kind": kind}
-    if kind in ("truncated", "pes"):
+    if kind in TRUNCATED_KINDS:
         data.update(unroll=unroll, truncation=sizes.truncation, stagger=False)
-    if kind in ("es", "pes"):
+    if kind in POPULATION_KINDS:
         data.update(population=sizes.population, sigma=sizes.sigma)
     return data
 
@@ -144,7 +147,7 @@ def estimator_cases(sizes: EstimatorSizes, backend: str = "numpy", progress=None
             draws = SyntheticDraws(graph, protocol, sizes.batch, sizes.heldout)
             if kind == "bptt":  # the exact gradient, and the warm-up of the tape's engine
                 exact = estimator.estimate(protocol, draws)[1]
-            steps_per_unroll = unroll // sizes.truncation if kind in ("truncated", "pes") else 1
+            steps_per_unroll = unroll // sizes.truncation if kind in TRUNCATED_KINDS else 1
             seconds, losses, total = [], [], None
             for _ in range(steps_per_unroll):
                 t0 = time.perf_counter()
@@ -159,8 +162,8 @@ def estimator_cases(sizes: EstimatorSizes, backend: str = "numpy", progress=None
             records.append({
                 "name": f"estimators-{kind}-T{unroll}", "kind": "estimator", "backend": backend, "estimator": kind,
                 "spec": data, "tasks": sizes.tasks, "batch": sizes.batch, "heldout": sizes.heldout, "unroll": unroll,
-                "truncation": sizes.truncation if kind in ("truncated", "pes") else None,
-                "population": sizes.population if kind in ("es", "pes") else None,
+                "truncation": sizes.truncation if kind in TRUNCATED_KINDS else None,
+                "population": sizes.population if kind in POPULATION_KINDS else None,
                 "trained_entries": entries, "weight_nodes": W.weight_nodes(graph),
                 "seconds": statistics.median(seconds), "seconds_samples": seconds, "meta_steps_per_unroll": steps_per_unroll,
                 "peak_bytes": peak, "meta_loss": float(sum(losses)), "cosine": _cosine(total, exact),

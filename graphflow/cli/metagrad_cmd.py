@@ -1,8 +1,8 @@
 """``graphflow metagrad``: one meta-gradient estimate of an experiment, by any estimator, to compare them.
 
 The estimate is the one the experiment's first meta-step would make (after the normalization
-rounds, as ``graphflow train`` starts): bptt and es on the first outer batch; truncated and pes
-on the first truncation of their first tasks.
+rounds, as ``graphflow train`` starts): bptt and es on the first outer batch; truncated, pes and
+nres on the first truncation of their first tasks.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ def estimator_data(current: dict, kind: str, inner_steps: int) -> dict:
     """
     if kind == current["kind"]:
         return dict(current)
-    from graphflow.spec.experiment import BpttEstimatorSpec, EsEstimatorSpec, PesEstimatorSpec, TruncatedEstimatorSpec
+    from graphflow.spec.experiment import (BpttEstimatorSpec, EsEstimatorSpec, NresEstimatorSpec, PesEstimatorSpec,
+                                           TruncatedEstimatorSpec)
 
     model = {"bptt": BpttEstimatorSpec, "es": EsEstimatorSpec, "truncated": TruncatedEstimatorSpec,
-             "pes": PesEstimatorSpec}[kind]
+             "pes": PesEstimatorSpec, "nres": NresEstimatorSpec}[kind]
     data = {"kind": kind}
     data.update({k: v for k, v in current.items() if k in SHARED_FIELDS and k in model.model_fields})
     if "unroll" in model.model_fields and "unroll" not in data:
@@ -57,11 +58,11 @@ class _NoiseSeed:
 def metagrad(
     config: Path = typer.Argument(..., metavar="CONFIG", help="An experiment spec (JSON)."),
     out: Path = typer.Option(..., help="Where to write meta_loss and grad/<protocol key> (.npz)."),
-    estimator: str = typer.Option(None, help="bptt, truncated, es or pes (default: the config's meta.estimator); "
+    estimator: str = typer.Option(None, help="bptt, truncated, es, pes or nres (default: the config's meta.estimator); "
                                              "options the config gives for another kind are carried over where they "
                                              "apply, truncations not given are one whole inner loop."),
-    population: int = typer.Option(None, help="The population of es or pes (even)."),
-    seed: int = typer.Option(None, min=0, help="The seed of the estimate's perturbations (es, pes) or truncation "
+    population: int = typer.Option(None, help="The population of es, pes or nres (even)."),
+    seed: int = typer.Option(None, min=0, help="The seed of the estimate's perturbations (es, pes, nres) or truncation "
                                                "length (truncated); default: the one the first meta-step draws."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
@@ -85,8 +86,8 @@ def metagrad(
         fail(f"{config}: a graph spec, not an experiment spec (it needs a 'graph' field and training settings)")
     current = spec.meta.estimator.model_dump(mode="json")
     kind = estimator or current["kind"]
-    if population is not None and kind not in ("es", "pes"):
-        fail(f"--population {population}: the {kind} estimator has no population (es and pes have)")
+    if population is not None and kind not in ("es", "pes", "nres"):
+        fail(f"--population {population}: the {kind} estimator has no population (es, pes and nres have)")
     if seed is not None and kind == "bptt":
         fail(f"--seed {seed}: the bptt estimator draws no noise")
     data = estimator_data(current, kind, spec.meta.inner_steps)

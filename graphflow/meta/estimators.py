@@ -10,13 +10,15 @@ next is checkpoint data: ``state_arrays()`` (arrays), ``state_meta()`` (JSON) an
 - :class:`TruncatedEstimator`: reverse mode through the next K steps of persistent inner loops.
 - :class:`EsEstimator`: antithetic evolution strategies over whole unrolls, forward passes only.
 - :class:`PesEstimator`: persistent ES over truncations, forward passes only, unbiased.
+- :class:`NresEstimator`: noise-reuse ES over truncations: each task's noise fixed for its unroll, unbiased.
 
 Tasks come from a :class:`TaskDraws` (the trainer's random generator and task family); inner
 loops run on an :class:`EngineLoop` (a graph, a protocol, a backend) or on any object with its
 members (the tests use a scalar toy). Noise is never stored: the perturbation of antithetic pair
-``j`` at an outer step is regenerated from that step's seed and ``j``.
+``j`` at an outer step is regenerated from that step's seed and ``j`` (NRES: from the seed its
+task drew when it started, and ``j``).
 
-The truncated estimators (``truncated``, ``pes``) walk every task through its unroll of T inner
+The truncated estimators (``truncated``, ``pes``, ``nres``) walk every task through its unroll of T inner
 steps, K steps per outer step, and report the truncation's share of the task's meta-loss scaled
 by T / K (so that, with tasks spread over their unrolls, it is on the scale of a whole unroll's
 meta-loss): ``hint_weight`` times the mean hint loss of the K steps, plus ``heldout_weight * T / K``
@@ -616,7 +618,7 @@ def _check_kind(kind: str, arrays: dict, meta: dict, source: str, check: bool) -
 
 
 class _Truncated:
-    """What truncated backprop and PES share: the persistent tasks, ``members`` inner networks per
+    """What truncated backprop, PES and NRES share: the persistent tasks, ``members`` inner networks per
     task, restarts, the staggered start and their checkpoint data."""
 
     kind = ""
@@ -715,7 +717,65 @@ def _plain_value(a):
     return a.value if isinstance(a, Var) else a
 
 
-class PesEstimator(_Truncated):
+class _PersistentPopulation(_Truncated):
+    """What PES and NRES share: ``population`` members in antithetic pairs, each with its own
+    inner network per task, run in chunks of :meth:`members_at_once` (as :class:`EsEstimator`;
+    ``member_chunk=1``: one after another), and the antithetic sum over pairs and tasks."""
+
+    def __init__(self, loop, tasks: int, unroll, truncation, population: int, sigma: float, stagger: bool = True,
+                 member_chunk: int | None = None, memory_budget: int | None = None):
+        if population < 2 or population % 2:
+            raise ValueError(f"population {population}: antithetic pairs need an even population of at least 2")
+        if member_chunk is not None and member_chunk < 1:
+            raise ValueError(f"member_chunk {member_chunk}: at least one member at a time")
+        super().__init__(loop, tasks, unroll, truncation, stagger)
+        self.members, self.population, self.sigma = population, population, sigma
+        self.member_chunk, self.memory_budget = member_chunk, memory_budget
+
+    members_at_once = EsEstimator.members_at_once
+
+    def _run_members(self, theta: dict, seed: int, windows, losses: np.ndarray) -> None:
+        """Every member's next ``windows`` (slot groups with their data) from its persistent
+        networks, with the pair noise of ``seed``; their terms into ``losses`` [population, tasks]."""
+        loop, xp = self.loop, self.loop.base.xp
+        shapes = _shapes(theta)
+        chunk = self.members_at_once(max((w[0] for _, w in windows), key=lambda b: b.tasks), self.population)
+        for lo in range(0, self.population, chunk):
+            part = list(range(lo, min(lo + chunk, self.population)))
+            if chunk == 1:
+                (member,) = part
+                pair, sign = divmod(member, 2)
+                params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma,
+                                    loop.base)
+                state = self.states[member]
+                for slots, (batch, hint_scale, heldout) in windows:
+                    end, terms = loop.run(params, _rows(state, slots), batch, hint_scale, heldout)
+                    _put_rows(state, slots, end, xp)
+                    losses[member, slots] = loop.base.to_numpy(terms)
+                continue
+            params = _member_params(theta, shapes, seed, part, self.sigma, loop.base)
+            for slots, (batch, hint_scale, heldout) in windows:
+                together = _stack_states([_rows(self.states[m], slots) for m in part], xp)
+                end, terms = loop.run_population(params, together, batch, hint_scale, heldout)
+                per_member = loop.base.to_numpy(terms)
+                for i, member in enumerate(part):
+                    _put_rows(self.states[member], slots, _rows(end, slice(i * len(slots), (i + 1) * len(slots))), xp)
+                    losses[member, slots] = per_member[i]
+
+    def _reduce(self, losses: np.ndarray, windows, directions: dict):
+        """Meta-loss and estimate from every member's losses on every task ([population, tasks]) and
+        each task's and pair's direction (protocol key -> [tasks, pairs, *shape]: PES's Z, NRES's
+        noise), the tasks advanced past the step's windows."""
+        tasks = self.tasks
+        for slots, (batch, _, _) in windows:
+            tasks.advance(slots, batch.steps)
+        diffs = losses[0::2] - losses[1::2]  # [pairs, tasks]
+        scale = 1.0 / (self.population * self.sigma * tasks.count)
+        grads = {k: np.einsum("tp...,pt->...", d, diffs) * scale for k, d in directions.items()}
+        return float(losses.mean()), {k: g.astype(self.loop.base.dtype) for k, g in grads.items()}
+
+
+class PesEstimator(_PersistentPopulation):
     """Persistent ES over truncations (Vicol et al. 2021): ``population`` members, each with its
     own inner network per task, run the next K steps with theta +- sigma * eps_j (fresh pair noise
     each outer step); every member keeps Z, the sum of the noise it ran with since its task
@@ -734,47 +794,15 @@ class PesEstimator(_Truncated):
 
     def __init__(self, loop, tasks: int, unroll, truncation, population: int, sigma: float, stagger: bool = True,
                  member_chunk: int | None = None, memory_budget: int | None = None):
-        if population < 2 or population % 2:
-            raise ValueError(f"population {population}: antithetic pairs need an even population of at least 2")
-        if member_chunk is not None and member_chunk < 1:
-            raise ValueError(f"member_chunk {member_chunk}: at least one member at a time")
-        super().__init__(loop, tasks, unroll, truncation, stagger)
-        self.members, self.population, self.sigma = population, population, sigma
-        self.member_chunk, self.memory_budget = member_chunk, memory_budget
+        super().__init__(loop, tasks, unroll, truncation, population, sigma, stagger, member_chunk, memory_budget)
         self.accumulated: dict[str, np.ndarray] = {}
         """Protocol key -> Z of every task and pair, [tasks, pairs, *shape] (float64)."""
 
-    members_at_once = EsEstimator.members_at_once
-
     def estimate(self, protocol, draws: TaskDraws):
-        loop, tasks = self.loop, self.tasks
-        theta = loop.parameters(protocol)
-        shapes = _shapes(theta)
-        seed, windows = self.prepare(shapes, self._begin(theta, draws), draws)
-        losses = np.empty((self.population, tasks.count))
-        chunk = self.members_at_once(max((w[0] for _, w in windows), key=lambda b: b.tasks), self.population)
-        xp = loop.base.xp
-        for lo in range(0, self.population, chunk):
-            part = list(range(lo, min(lo + chunk, self.population)))
-            if chunk == 1:
-                (member,) = part
-                pair, sign = divmod(member, 2)
-                params = _perturbed(theta, pair_noise(shapes, seed, pair), -self.sigma if sign else self.sigma,
-                                    loop.base)
-                state = self.states[member]
-                for slots, (batch, hint_scale, heldout) in windows:
-                    end, terms = loop.run(params, _rows(state, slots), batch, hint_scale, heldout)
-                    _put_rows(state, slots, end, loop.base.xp)
-                    losses[member, slots] = loop.base.to_numpy(terms)
-                continue
-            params = _member_params(theta, shapes, seed, part, self.sigma, loop.base)
-            for slots, (batch, hint_scale, heldout) in windows:
-                together = _stack_states([_rows(self.states[m], slots) for m in part], xp)
-                end, terms = loop.run_population(params, together, batch, hint_scale, heldout)
-                per_member = loop.base.to_numpy(terms)
-                for i, member in enumerate(part):
-                    _put_rows(self.states[member], slots, _rows(end, slice(i * len(slots), (i + 1) * len(slots))), xp)
-                    losses[member, slots] = per_member[i]
+        theta = self.loop.parameters(protocol)
+        seed, windows = self.prepare(_shapes(theta), self._begin(theta, draws), draws)
+        losses = np.empty((self.population, self.tasks.count))
+        self._run_members(theta, seed, windows, losses)
         return self.finish(losses, windows)
 
     def prepare(self, shapes: dict, restarted, draws: TaskDraws):
@@ -797,13 +825,7 @@ class PesEstimator(_Truncated):
     def finish(self, losses: np.ndarray, windows):
         """Meta-loss and estimate from every member's losses on every task ([population, tasks]),
         the tasks advanced past the step's windows."""
-        tasks = self.tasks
-        for slots, (batch, _, _) in windows:
-            tasks.advance(slots, batch.steps)
-        diffs = losses[0::2] - losses[1::2]  # [pairs, tasks]
-        scale = 1.0 / (self.population * self.sigma * tasks.count)
-        grads = {k: np.einsum("tp...,pt->...", z, diffs) * scale for k, z in self.accumulated.items()}
-        return float(losses.mean()), {k: g.astype(self.loop.base.dtype) for k, g in grads.items()}
+        return self._reduce(losses, windows, self.accumulated)
 
     def abandon_tasks(self) -> None:
         super().abandon_tasks()
@@ -829,6 +851,87 @@ class PesEstimator(_Truncated):
                 if z.shape[:2] != (self.tasks.count, pairs):
                     raise GraphflowError(f"{source}: estimator/accumulated/{k} has shape {list(z.shape)}; "
                                          f"{self.tasks.count} tasks x {pairs} pairs x the entry's shape expected")
+
+
+class NresEstimator(_PersistentPopulation):
+    """Noise-reuse ES over truncations (Li et al., NeurIPS 2023): ``population`` members, each with
+    its own inner network per task, run the next K steps; but where PES draws fresh pair noise
+    every outer step and accumulates it, each task draws its pair noise eps_{t,j} once, when its
+    unroll (re)starts, and runs every truncation of that unroll with theta +- sigma * eps_{t,j}:
+
+        g = mean over tasks of sum_j eps_{t,j} (L_{t,j}+ - L_{t,j}-) / (population * sigma).
+
+    Summed over a task's truncations this is antithetic ES on its whole unroll: unbiased for the
+    gradient of the smoothed meta-loss, as PES, with no accumulated state and a lower variance
+    (docs/estimators.md). Tasks run with different perturbations, so the members run task by
+    task (all members of a task's window at once, in chunks as :class:`EsEstimator`). A task's
+    noise seed comes from the outer step's seed and its slot; the seeds are checkpointed, the
+    noise regenerated from them.
+    """
+
+    kind = "nres"
+
+    def __init__(self, loop, tasks: int, unroll, truncation, population: int, sigma: float, stagger: bool = True,
+                 member_chunk: int | None = None, memory_budget: int | None = None):
+        super().__init__(loop, tasks, unroll, truncation, population, sigma, stagger, member_chunk, memory_budget)
+        self.noise_seeds: np.ndarray | None = None
+        """The seed of every task's pair noise, [tasks] (None: no tasks yet)."""
+
+    def estimate(self, protocol, draws: TaskDraws):
+        loop, tasks = self.loop, self.tasks
+        theta = loop.parameters(protocol)
+        restarted = self._begin(theta, draws)
+        seed = draws.noise_seed()
+        if self.noise_seeds is None:
+            self.noise_seeds = np.zeros(tasks.count, np.int64)
+        for t in restarted:
+            self.noise_seeds[t] = task_noise_seed(seed, t)
+        windows = []
+        losses = np.empty((self.population, tasks.count))
+        for slots, steps in tasks.groups(tasks.truncation_length(seed)):
+            for t in slots:
+                window = (np.array([t]), tasks.window(np.array([t]), steps, draws, loop.base))
+                self._run_members(theta, int(self.noise_seeds[t]), [window], losses)
+                windows.append(window)
+        return self._reduce(losses, windows, self.task_noise(_shapes(theta)))
+
+    def task_noise(self, shapes: dict) -> dict[str, np.ndarray]:
+        """Every task's pair noise, regenerated from its seed: protocol key -> [tasks, pairs, *shape]."""
+        per_task = [[pair_noise(shapes, int(seed), pair) for pair in range(self.population // 2)]
+                    for seed in self.noise_seeds]
+        return {k: np.stack([np.stack([eps[k] for eps in pairs]) for pairs in per_task]) for k in shapes}
+
+    def abandon_tasks(self) -> None:
+        super().abandon_tasks()
+        self.noise_seeds = None
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super().state_arrays()
+        if self.tasks.started:
+            arrays["noise_seeds"] = self.noise_seeds.copy()
+        return arrays
+
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", check: bool = True) -> None:
+        super().load_state(arrays, meta, source, check)
+        self.noise_seeds = None
+        if not self.tasks.started:
+            return
+        seeds = arrays.get("noise_seeds")
+        if check and (seeds is None or seeds.shape != (self.tasks.count,) or seeds.dtype.kind not in "iu"):
+            found = "missing" if seeds is None else f"shape {list(seeds.shape)}, dtype {seeds.dtype}"
+            raise GraphflowError(f"{source}: estimator/noise_seeds must hold {self.tasks.count} integers (one noise "
+                                 f"seed per task of the outer batch); found {found}")
+        self.noise_seeds = np.array(seeds, np.int64)
+
+
+def task_noise_seed(seed: int, slot: int) -> int:
+    """The noise seed of a task that (re)starts in ``slot`` at the outer step of ``seed``: distinct
+    per slot, so tasks restarting together run different perturbations.
+
+    >>> task_noise_seed(7, 0) == task_noise_seed(7, 0) != task_noise_seed(7, 1)
+    True
+    """
+    return int(np.random.default_rng([seed, 5, slot]).integers(2**62))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -857,4 +960,5 @@ def make_estimator(spec, graph, protocol, trainable: list[str], meta, backend="n
         return EsEstimator(loop, meta.outer_batch, meta.inner_steps, spec.population, spec.sigma, spec.fitness_shaping)
     if spec.kind == "truncated":
         return TruncatedEstimator(loop, meta.outer_batch, spec.unroll, spec.truncation, spec.stagger)
-    return PesEstimator(loop, meta.outer_batch, spec.unroll, spec.truncation, spec.population, spec.sigma, spec.stagger)
+    persistent = {"pes": PesEstimator, "nres": NresEstimator}[spec.kind]
+    return persistent(loop, meta.outer_batch, spec.unroll, spec.truncation, spec.population, spec.sigma, spec.stagger)

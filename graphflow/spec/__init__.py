@@ -23,6 +23,7 @@ from graphflow.spec.experiment import (
     LogUniformLength,
     MetaTrainingSpec,
     MnistTaskSpec,
+    NresEstimatorSpec,
     PesEstimatorSpec,
     SinusoidTaskSpec,
     TruncatedEstimatorSpec,
@@ -258,7 +259,7 @@ def load_spec(path: str | Path):
 __all__ = [
     "ActivationBlock", "ActivationLayer", "BpttEstimatorSpec", "ConstantLength", "DenseLayer", "EsEstimatorSpec",
     "EstimatorSpec", "ExperimentSpec", "FreeFormSpec", "GraphSpec", "InputBlock", "LearnerSpec", "LogUniformLength",
-    "LossBlock", "LossLayer", "MetaTrainingSpec", "MnistTaskSpec", "NeuronBlock", "PesEstimatorSpec",
+    "LossBlock", "LossLayer", "MetaTrainingSpec", "MnistTaskSpec", "NeuronBlock", "NresEstimatorSpec", "PesEstimatorSpec",
     "SinusoidTaskSpec", "SoftmaxBlock", "SoftmaxLayer", "StackSpec", "TargetBlock", "TruncatedEstimatorSpec",
     "WeightBlock", "format_validation_error", "load_spec", "parse_experiment_spec", "parse_graph_spec",
     "read_json_file",

@@ -137,10 +137,19 @@ class PesEstimatorSpec(_Truncations, _Population):
     kind: Literal["pes"] = "pes"
 
 
-EstimatorSpec = Annotated[BpttEstimatorSpec | TruncatedEstimatorSpec | EsEstimatorSpec | PesEstimatorSpec,
-                          Field(discriminator="kind")]
+class NresEstimatorSpec(_Truncations, _Population):
+    """Noise-reuse evolution strategies over truncated unrolls (Li et al., NeurIPS 2023): every
+    population member keeps its own inner state, and each task draws its perturbations once, when
+    its unroll starts, and runs every truncation of that unroll with them: unbiased for the whole
+    unroll like ``pes``, with nothing accumulated and a lower variance. Forward passes only."""
+
+    kind: Literal["nres"] = "nres"
+
+
+EstimatorSpec = Annotated[BpttEstimatorSpec | TruncatedEstimatorSpec | EsEstimatorSpec | PesEstimatorSpec
+                          | NresEstimatorSpec, Field(discriminator="kind")]
 """How meta-training estimates the meta-gradient (docs/estimators.md)."""
-ESTIMATOR_KINDS = ("bptt", "truncated", "es", "pes")
+ESTIMATOR_KINDS = ("bptt", "truncated", "es", "pes", "nres")
 
 
 class MetaTrainingSpec(_Model):
@@ -152,8 +161,8 @@ class MetaTrainingSpec(_Model):
     """Tasks per outer step, run as one vectorized batch axis."""
     inner_steps: PositiveInt = 5
     """Inner steps of a task's inner loop (updates of the network by the protocol): the unroll of the
-    meta-loss for the ``bptt`` and ``es`` estimators (``truncated`` and ``pes`` set their own), and
-    of every evaluation."""
+    meta-loss for the ``bptt`` and ``es`` estimators (``truncated``, ``pes`` and ``nres`` set their
+    own), and of every evaluation."""
     shots: PositiveInt = 10
     """Examples per inner step."""
     heldout: PositiveInt = 10
@@ -198,8 +207,8 @@ class MetaTrainingSpec(_Model):
     """When a meta-loss or gradient is NaN/inf: restore the last good state and skip the batch
     (stopping after 3 in a row), or stop at once."""
     estimator: EstimatorSpec = BpttEstimatorSpec()
-    """How the meta-gradient is estimated: ``bptt`` (exact, the default), ``truncated``, ``es``
-    or ``pes`` (docs/estimators.md)."""
+    """How the meta-gradient is estimated: ``bptt`` (exact, the default), ``truncated``, ``es``,
+    ``pes`` or ``nres`` (docs/estimators.md)."""
 
     @model_validator(mode="after")
     def _estimator_fits(self) -> "MetaTrainingSpec":
@@ -258,6 +267,13 @@ class ExperimentSpec(_Model):
     """Compute each meta-gradient on Ray workers (every estimator), or in this process (null).
     The meta-losses are those of one process: within float32 summation order (bptt, truncated),
     bit for bit (es, pes)."""
+
+    @model_validator(mode="after")
+    def _distributed_estimator(self) -> "ExperimentSpec":
+        if self.distributed is not None and self.meta.estimator.kind == "nres":
+            raise ValueError("distributed runs support bptt, truncated, es and pes; nres runs in one process so far "
+                             "(set distributed to null, or use pes)")
+        return self
 
     @field_validator("name")
     @classmethod

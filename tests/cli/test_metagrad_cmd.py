@@ -35,10 +35,10 @@ def read(path) -> dict:
         return {k: data[k] for k in data.files}
 
 
-@pytest.mark.parametrize("estimator", ["bptt", "es", "truncated", "pes"])
+@pytest.mark.parametrize("estimator", ["bptt", "es", "truncated", "pes", "nres"])
 def test_metagrad_writes_a_gradient_for_every_trained_entry(estimator, config, tmp_path, capsys):
     out = tmp_path / "g.npz"
-    args = [config, "--estimator", estimator, "--out", out] + (["--population", 4] if estimator in ("es", "pes") else [])
+    args = [config, "--estimator", estimator, "--out", out] + (["--population", 4] if estimator in ("es", "pes", "nres") else [])
     printed, _ = metagrad(capsys, *args)
     assert printed.startswith(f"{estimator}: meta_loss ") and f"-> {out}" in printed
     arrays = read(out)
@@ -50,7 +50,7 @@ def test_metagrad_writes_a_gradient_for_every_trained_entry(estimator, config, t
     assert np.isfinite(arrays["meta_loss"]) and arrays["meta_loss"].shape == ()
     written = json.loads(str(arrays["estimator"]))
     assert written["kind"] == estimator and written.get("population", 4) == 4
-    if estimator in ("truncated", "pes"):  # not in the config: one truncation of a whole inner loop
+    if estimator in ("truncated", "pes", "nres"):  # not in the config: one truncation of a whole inner loop
         assert (written["unroll"], written["truncation"]) == (2, 2)
 
 
@@ -98,7 +98,7 @@ def test_bad_input_is_one_error_line(config, tmp_path, capsys):
         ([config, "--estimator", "bptt", "--population", 4, "--out", out], "--population 4: the bptt estimator has no population"),
         ([config, "--estimator", "truncated", "--population", 4, "--out", out], "the truncated estimator has no population"),
         ([config, "--seed", 3, "--out", out], "--seed 3: the bptt estimator draws no noise"),
-        ([config, "--estimator", "nres", "--out", out], "--estimator 'nres': use one of bptt, truncated, es, pes"),
+        ([config, "--estimator", "nope", "--out", out], "--estimator 'nope': use one of bptt, truncated, es, pes, nres"),
         ([config, "--out", tmp_path / "g.txt"], "name it g.npz"),
         ([tmp_path / "missing.json", "--out", out], "missing.json"),
         ([graph_only, "--out", out], "a graph spec, not an experiment spec"),

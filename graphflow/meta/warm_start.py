@@ -10,8 +10,6 @@ field or array named.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from graphflow.errors import GraphflowError
@@ -26,25 +24,18 @@ def starting_protocol(source: str, graph, learner: LearnerSpec) -> tuple[Protoco
     path = protocol_path(source)
     if not path.exists():
         raise GraphflowError(f"{where}: no such protocol file, checkpoint, run folder or bundled protocol")
-    if path.suffix == ".npy":
-        return _published(path, graph, learner, where), None
-    _, protocol, init, _ = load_protocol(path)
+    if path.suffix == ".npy":  # a published checkpoint: read with the reference preset it fits
+        from graphflow.interop.mplp import identify_checkpoint
+
+        preset, _, protocol = identify_checkpoint(path)
+        init, whose = None, f"a published {preset} checkpoint, whose learner"
+    else:
+        _, protocol, init, _ = load_protocol(path)
+        whose = "its learner"
     differ = _learner_differences(protocol.spec, learner)
     if differ:
-        raise GraphflowError(f"{where}: its learner is not the experiment's ({'; '.join(differ)})")
+        raise GraphflowError(f"{where}: {whose} is not the experiment's ({'; '.join(differ)})")
     return Protocol.checked(graph, learner, protocol.flat(), where, protocol.meta), init
-
-
-def _published(path: Path, graph, learner: LearnerSpec, where: str) -> Protocol:
-    """The published checkpoint at ``path`` (read with the reference preset it fits), checked against the experiment."""
-    from graphflow.interop.mplp import identify_checkpoint
-
-    preset, _, protocol = identify_checkpoint(path)
-    differ = _learner_differences(protocol.spec, learner)
-    if differ:
-        raise GraphflowError(f"{where}: a published {preset} checkpoint, whose learner is not the experiment's "
-                             f"({'; '.join(differ)})")
-    return Protocol.checked(graph, learner, protocol.flat(), where, protocol.meta)
 
 
 INITIALIZATION_ONLY = ("init_std",)

@@ -142,6 +142,9 @@ class TrainResult:
 class Evaluation(dict):
     """Learner name -> :class:`graphflow.evaluation.EvalCurve` (``graphflow``, ``adam``, ``sgd``)."""
 
+    trained_steps: int | None = None
+    """Meta-steps of the protocol evaluated, where known (set by :func:`evaluate_sweep`)."""
+
     def to_json(self) -> dict:
         """What ``graphflow eval --json`` prints."""
         return {name: curve.to_json() for name, curve in self.items()}
@@ -425,6 +428,84 @@ def evaluate(protocol: Any = None, tasks: int = 100, seed: int = 0, steps: int |
             curves[name] = evaluate_sinusoid(learner, tasks=tasks, seed=seed, steps=n_steps, shots=exp.meta.shots,
                                              prior=trained.init)
     return curves
+
+
+@dataclass
+class SweepEvaluation:
+    """Every trained point of a sweep folder evaluated on the same tasks (:func:`evaluate_sweep`):
+    each point's curves, and across the points the protocol's mean ± std per inner step and the
+    best point."""
+
+    points: dict = field(default_factory=dict)
+    """Point label -> :class:`Evaluation`."""
+    skipped: list = field(default_factory=list)
+    """Labels of points with no checkpoint to evaluate (not started, or finished and kept as logs only)."""
+
+    @property
+    def metric(self) -> str:
+        return next(iter(self.points.values()))["graphflow"].metric
+
+    def across(self) -> dict:
+        """The protocol's curve across the points: ``mean``, ``std`` (sample; 0 with one point) per
+        inner step, and ``best``, the point whose last step is best (lowest loss, highest accuracy)."""
+        import statistics
+
+        curves = [e["graphflow"].mean for e in self.points.values()]
+        mean = [statistics.fmean(v) for v in zip(*curves)]
+        std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in zip(*curves)]
+        finals = {label: e["graphflow"].mean[-1] for label, e in self.points.items()}
+        pick = max if self.metric == "accuracy" else min
+        return {"metric": self.metric, "points": len(curves), "mean": mean, "std": std, "best": pick(finals, key=finals.get)}
+
+    def to_json(self) -> dict:
+        """What ``graphflow eval SWEEP_FOLDER --json`` prints."""
+        return {"points": {label: e.to_json() for label, e in self.points.items()}, "across": self.across(),
+                "skipped": self.skipped}
+
+    def table(self) -> str:
+        """What ``graphflow eval SWEEP_FOLDER`` prints: each point's last step, then across the points."""
+        across = self.across()
+        first = next(iter(self.points.values()))
+        width = max(len(label) for label in self.points)
+        lines = [f"{'point':<{width}}  {'meta-steps':>10}  {'graphflow':>18}  (last inner step, {across['metric']})"]
+        for label, e in self.points.items():
+            c = e["graphflow"]
+            lines.append(f"{label:<{width}}  {e.trained_steps if e.trained_steps is not None else '-':>10}  "
+                         f"{c.mean[-1]:>9.4f} ± {c.std[-1]:<6.4f}")
+        lines.append(f"across {across['points']} points: {across['mean'][-1]:.4f} ± {across['std'][-1]:.4f} "
+                     f"(std across points); best {across['best']}; on the same tasks Adam "
+                     f"{first['adam'].mean[-1]:.4f}, SGD {first['sgd'].mean[-1]:.4f}")
+        if self.skipped:
+            lines.append(f"not evaluated (no checkpoint): {', '.join(self.skipped)}")
+        return "\n".join(lines)
+
+
+def is_sweep_folder(path) -> bool:
+    """Whether ``path`` is a folder ``graphflow sweep`` wrote (its ``sweep.json`` and ``points/``)."""
+    path = Path(path)
+    return (path / "sweep.json").is_file() and (path / "points").is_dir()
+
+
+def evaluate_sweep(folder: str | Path, tasks: int = 100, seed: int = 0, steps: int | None = None,
+                   adam_lr: float = 0.01, sgd_lr: float = 0.1, *, data: str | Path | None = None) -> SweepEvaluation:
+    """Every point of a sweep folder that has a checkpoint, evaluated as :func:`evaluate` does on
+    the same tasks and initial networks (a seeds sweep: the protocol's mean ± std across seeds,
+    and the best seed)."""
+    folder = Path(folder)
+    if not is_sweep_folder(folder):
+        raise GraphflowError(f"{folder}: not a sweep folder (no sweep.json and points/ in it)")
+    out = SweepEvaluation()
+    for point in sorted(p for p in (folder / "points").iterdir() if p.is_dir()):
+        if not (point / "checkpoint.npz").is_file():
+            out.skipped.append(point.name)
+            continue
+        trained = load_protocol(point)
+        curves = evaluate(trained, tasks=tasks, seed=seed, steps=steps, adam_lr=adam_lr, sgd_lr=sgd_lr, data=data)
+        curves.trained_steps = trained.trained_steps
+        out.points[point.name] = curves
+    if not out.points:
+        raise GraphflowError(f"{folder}: no point of the sweep has a checkpoint to evaluate")
+    return out
 
 
 def _mnist_data(graph, directory):

@@ -85,8 +85,9 @@ def check_finite_curves(curves: dict) -> None:
 def evaluate(
     checkpoint: Path = typer.Argument(None, metavar="CHECKPOINT|RUN_FOLDER|NAME",
                                       help="A protocol file, training checkpoint or training run folder, the name "
-                                           "of a bundled protocol (default: sinusoid_demo, the demo's), or a published "
-                                           "MPLP checkpoint (.npy; its preset and regime found from its layout)."),
+                                           "of a bundled protocol (default: sinusoid_demo, the demo's), a published "
+                                           "MPLP checkpoint (.npy; its preset and regime found from its layout), or a "
+                                           "sweep folder (every point with a checkpoint, and mean ± std across them)."),
     tasks: int = typer.Option(100, min=1, help="Fresh tasks to evaluate on (the same for every learner)."),
     seed: int = typer.Option(0, min=0, help="Seed of the tasks and the initial networks."),
     steps: int = typer.Option(None, min=1, help="Inner steps (default: the experiment's meta.inner_steps)."),
@@ -105,7 +106,7 @@ def evaluate(
                                               "repeatable."),
 ) -> None:
     """Evaluate a learned protocol against Adam and SGD (backprop on the same graph, same tasks)."""
-    from graphflow.api import bundled_protocols, load_protocol, probe_protocol
+    from graphflow.api import bundled_protocols, evaluate_sweep, is_sweep_folder, load_protocol, probe_protocol
     from graphflow.api import evaluate as evaluate_protocol
 
     check_plot_path(plot)
@@ -121,6 +122,16 @@ def evaluate(
         if not sep or not old or not new:
             fail(f"--activation {item}: write OLD=NEW, e.g. sigmoid=step")
         swaps[old] = new
+    if checkpoint is not None and is_sweep_folder(checkpoint):
+        if graph is not None or swaps or plot:
+            fail(f"{checkpoint}: a sweep folder is evaluated point by point; --graph, --activation and --plot take "
+                 f"one protocol (a point's folder, {checkpoint}/points/LABEL)")
+        sweep = evaluate_sweep(checkpoint, tasks=tasks, seed=seed, steps=steps, adam_lr=adam_lr, sgd_lr=sgd_lr,
+                               data=data)
+        for curves in sweep.points.values():
+            check_finite_curves(curves)
+        typer.echo(json.dumps(sweep.to_json()) if as_json else sweep.table())
+        return
     trained = load_protocol(checkpoint)
     if graph is not None or swaps:
         trained = probe_protocol(trained, graph, swaps)

@@ -45,7 +45,7 @@ from graphflow.backend import keep_freed_memory
 
 __version__ = "0.1.0"
 
-_TRAINING_API = ("TrainResult", "TrainedProtocol", "evaluate", "load_protocol", "train")
+_TRAINING_API = ("TrainResult", "TrainedProtocol", "evaluate", "evaluate_sweep", "load_protocol", "train")
 """Names of :mod:`graphflow.api` (meta-training and evaluation), loaded when first used."""
 
 
@@ -68,5 +68,5 @@ __all__ = [
     "Activation", "CrossEntropy", "Dense", "ExperimentSpec", "FreeForm", "FreeFormSpec", "Graph",
     "GraphError", "GraphflowError", "GraphSpec", "Identity", "L1Loss", "L2Loss", "LearnerSpec", "Loss", "ReLU",
     "Sigmoid", "Softmax", "SpecError", "StackSpec", "Step", "Tanh", "TrainResult", "TrainedProtocol", "build",
-    "evaluate", "keep_freed_memory", "load_protocol", "load_spec", "stack", "train",
+    "evaluate", "evaluate_sweep", "keep_freed_memory", "load_protocol", "load_spec", "stack", "train",
 ]

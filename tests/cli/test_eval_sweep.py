@@ -42,6 +42,7 @@ def test_a_sweep_folder_is_every_point_on_the_same_tasks_and_the_spread_across_t
     table = capsys.readouterr().out
     assert f"across 3 points: {across['mean'][-1]:.4f} ± {across['std'][-1]:.4f}" in table
     assert f"best {across['best']}" in table
+    assert gf.evaluate_sweep(seeds_sweep, tasks=3, seed=0, steps=2).to_json() == printed  # the Python API's
 
 
 def test_points_without_checkpoints_are_named_and_a_sweep_of_none_is_an_error(seeds_sweep, tmp_path, capsys):

@@ -10,7 +10,7 @@ Run it from the repository root on the published checkpoint (read from ../shared
 
 or on a graphflow protocol (a protocol file, checkpoint or run folder)::
 
-    python examples/mnist_probes.py --protocol examples/runs/mnist-20x8 --data ../shared/data/mnist
+    python examples/mnist_probes.py --protocol examples/runs/mnist-20x8-seeds/points/seed=0 --data ../shared/data/mnist
 
 The same probes from the command line: ``graphflow eval PROTOCOL --activation sigmoid=step`` and
 ``graphflow eval PROTOCOL --graph mnist-784``.

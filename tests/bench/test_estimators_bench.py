@@ -39,11 +39,11 @@ def test_every_estimator_at_every_unroll_with_its_figures(cases):
         assert c["kind"] == "estimator" and c["tasks"] == SIZES.tasks, c["name"]
         assert c["seconds"] > 0 and c["peak_bytes"] > 0 and c["trained_entries"] > 0, c["name"]
         assert -1.0 <= c["cosine"] <= 1.0, c["name"]
-        truncated = c["estimator"] in ("truncated", "pes")
+        truncated = c["estimator"] in ("truncated", "pes", "nres")
         assert c["truncation"] == (SIZES.truncation if truncated else None)
         assert c["meta_steps_per_unroll"] == (c["unroll"] // SIZES.truncation if truncated else 1)
         assert len(c["seconds_samples"]) == c["meta_steps_per_unroll"]
-        assert c["population"] == (SIZES.population if c["estimator"] in ("es", "pes") else None)
+        assert c["population"] == (SIZES.population if c["estimator"] in ("es", "pes", "nres") else None)
 
 
 def test_bptt_is_the_exact_gradient_and_the_truncations_add_up_to_the_unroll(cases):
@@ -53,9 +53,9 @@ def test_bptt_is_the_exact_gradient_and_the_truncations_add_up_to_the_unroll(cas
         assert exact["cosine"] == pytest.approx(1.0, abs=1e-6)
         # the meta-steps of a truncated estimator, scaled by K / T, are the whole unroll's meta-loss
         assert by["truncated", unroll]["meta_loss"] == pytest.approx(exact["meta_loss"], rel=1e-4)
-        # ES and PES: the mean over members perturbed by sigma 0.01 of the same tasks' meta-loss
-        assert by["es", unroll]["meta_loss"] == pytest.approx(exact["meta_loss"], rel=1e-2)
-        assert by["pes", unroll]["meta_loss"] == pytest.approx(exact["meta_loss"], rel=1e-2)
+        # ES, PES and NRES: the mean over members perturbed by sigma 0.01 of the same tasks' meta-loss
+        for kind in ("es", "pes", "nres"):
+            assert by[kind, unroll]["meta_loss"] == pytest.approx(exact["meta_loss"], rel=1e-2), kind
 
 
 def test_unroll_not_a_multiple_of_the_truncation_is_refused():

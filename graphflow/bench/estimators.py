@@ -37,11 +37,9 @@ import numpy as np
 
 from graphflow.bench import workloads as W
 from graphflow.bench.timing import peak_bytes, synchronize
+from graphflow.spec.experiment import ESTIMATOR_KINDS, POPULATION_KINDS, TRUNCATED_KINDS
 
-KINDS = ("bptt", "truncated", "es", "pes", "nres")
-TRUNCATED_KINDS = ("truncated", "pes", "nres")
-"""The kinds that walk their tasks through the unroll K steps per meta-step."""
-POPULATION_KINDS = ("es", "pes", "nres")
+KINDS = ESTIMATOR_KINDS
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,9 @@ def estimator_data(current: dict, kind: str, inner_steps: int) -> dict:
     """
     if kind == current["kind"]:
         return dict(current)
-    from graphflow.spec.experiment import (BpttEstimatorSpec, EsEstimatorSpec, NresEstimatorSpec, PesEstimatorSpec,
-                                           TruncatedEstimatorSpec)
+    from graphflow.spec.experiment import ESTIMATOR_SPECS
 
-    model = {"bptt": BpttEstimatorSpec, "es": EsEstimatorSpec, "truncated": TruncatedEstimatorSpec,
-             "pes": PesEstimatorSpec, "nres": NresEstimatorSpec}[kind]
+    model = ESTIMATOR_SPECS[kind]
     data = {"kind": kind}
     data.update({k: v for k, v in current.items() if k in SHARED_FIELDS and k in model.model_fields})
     if "unroll" in model.model_fields and "unroll" not in data:
@@ -71,7 +69,7 @@ def metagrad(
     from graphflow.io import atomic_write
     from graphflow.meta.trainer import Trainer
     from graphflow.spec import ExperimentSpec, load_spec, parse_experiment_spec
-    from graphflow.spec.experiment import ESTIMATOR_KINDS
+    from graphflow.spec.experiment import ESTIMATOR_KINDS, POPULATION_KINDS
 
     if out.suffix != ".npz":
         fail(f"--out {out}: the gradients are written as an .npz archive; name it {out.stem}.npz")
@@ -86,8 +84,9 @@ def metagrad(
         fail(f"{config}: a graph spec, not an experiment spec (it needs a 'graph' field and training settings)")
     current = spec.meta.estimator.model_dump(mode="json")
     kind = estimator or current["kind"]
-    if population is not None and kind not in ("es", "pes", "nres"):
-        fail(f"--population {population}: the {kind} estimator has no population (es, pes and nres have)")
+    if population is not None and kind not in POPULATION_KINDS:
+        fail(f"--population {population}: the {kind} estimator has no population ({', '.join(POPULATION_KINDS[:-1])} "
+             f"and {POPULATION_KINDS[-1]} have)")
     if seed is not None and kind == "bptt":
         fail(f"--seed {seed}: the bptt estimator draws no noise")
     data = estimator_data(current, kind, spec.meta.inner_steps)

@@ -149,7 +149,14 @@ class NresEstimatorSpec(_Truncations, _Population):
 EstimatorSpec = Annotated[BpttEstimatorSpec | TruncatedEstimatorSpec | EsEstimatorSpec | PesEstimatorSpec
                           | NresEstimatorSpec, Field(discriminator="kind")]
 """How meta-training estimates the meta-gradient (docs/estimators.md)."""
-ESTIMATOR_KINDS = ("bptt", "truncated", "es", "pes", "nres")
+ESTIMATOR_SPECS = {"bptt": BpttEstimatorSpec, "truncated": TruncatedEstimatorSpec, "es": EsEstimatorSpec,
+                   "pes": PesEstimatorSpec, "nres": NresEstimatorSpec}
+"""Estimator kind -> its spec model (what it takes: ``unroll``/``truncation``, ``population``/``sigma``)."""
+ESTIMATOR_KINDS = tuple(ESTIMATOR_SPECS)
+TRUNCATED_KINDS = tuple(k for k, m in ESTIMATOR_SPECS.items() if "truncation" in m.model_fields)
+"""The kinds that walk persistent tasks through their unrolls, K inner steps per meta-step."""
+POPULATION_KINDS = tuple(k for k, m in ESTIMATOR_SPECS.items() if "population" in m.model_fields)
+"""The kinds that estimate from a population of perturbed protocols."""
 
 
 class MetaTrainingSpec(_Model):

@@ -221,22 +221,27 @@ def published_protocol(path: str | Path) -> TrainedProtocol:
     """A published MPLP checkpoint (a flat ``.npy``) with the experiment of its reference regime:
     the preset's graph and learner, its task, inner steps and shots (``graphflow mplp eval``'s
     defaults). MNIST reads no data folder of its own (evaluating it needs ``data``); a
-    ``maml-sinusoid`` checkpoint needs its prior, which ``graphflow mplp eval --prior`` takes."""
-    from graphflow.interop.mplp import identify_checkpoint, preset_graph_spec
+    ``maml-sinusoid`` checkpoint comes with its prior, the initial network published beside it
+    (:func:`graphflow.interop.mplp.published_prior`)."""
+    from graphflow.interop.mplp import identify_checkpoint, load_published_prior, preset_graph_spec
     from graphflow.recording.sources import REFERENCE_DEFAULTS
 
     path = Path(path)
     preset, graph, protocol = identify_checkpoint(path)
+    init = None
     if preset == "maml-sinusoid":
-        raise GraphflowError(f"{path}: a published maml-sinusoid checkpoint needs its prior (the initial network): "
-                             f"graphflow mplp eval --preset maml-sinusoid --checkpoint {path} --prior PRIOR")
+        try:
+            init = load_published_prior(graph, path)
+        except GraphflowError as err:
+            raise GraphflowError(f"{err}; or graphflow mplp eval --preset maml-sinusoid --checkpoint {path} "
+                                 f"--prior PRIOR") from None
     task, steps, shots = REFERENCE_DEFAULTS[preset]
     experiment = parse_experiment_spec({
         "name": f"published-{preset}", "graph": preset_graph_spec(preset).model_dump(mode="json"),
         "learner": protocol.spec.model_dump(mode="json"),
         "task": {"kind": "mnist", "data_dir": NO_DATA} if task == "mnist" else {"kind": task},
-        "meta": {"inner_steps": steps, "shots": shots}})
-    return TrainedProtocol(path, experiment, graph, protocol, None, {"kind": PUBLISHED, "preset": preset})
+        "meta": {"inner_steps": steps, "shots": shots, "maml": init is not None}})
+    return TrainedProtocol(path, experiment, graph, protocol, init, {"kind": PUBLISHED, "preset": preset})
 
 
 def _as_trained(source) -> TrainedProtocol:

@@ -210,8 +210,34 @@ def export_checkpoint(graph, protocol: Protocol) -> np.ndarray:
     return np.concatenate([np.asarray(seg.get(protocol), np.float32).reshape(-1) for seg in segments(graph, protocol)])
 
 
+def published_prior(path: str | Path) -> Path:
+    """The prior (the learned initial network) published beside a maml-sinusoid checkpoint: the
+    file of the same name with ``prior`` for ``net``.
+
+    >>> published_prior("reference/maml_sin_net_weights_00258202.npy").name
+    'maml_sin_prior_weights_00258202.npy'
+    """
+    path = Path(path)
+    if "_net_" not in path.name:
+        raise GraphflowError(f"{path}: a maml-sinusoid checkpoint's prior is found beside it by name "
+                             f"(maml_sin_net_weights_N.npy -> maml_sin_prior_weights_N.npy), and this name has no '_net_'")
+    return path.with_name(path.name.replace("_net_", "_prior_", 1))
+
+
+def load_published_prior(graph, path: str | Path) -> dict[str, np.ndarray]:
+    """The prior of the published maml-sinusoid checkpoint ``path``, read from beside it
+    (:func:`published_prior`), as :func:`load_prior` gives it."""
+    prior = published_prior(path)
+    if not prior.is_file():
+        raise GraphflowError(f"{path}: a published maml-sinusoid checkpoint needs its prior (the initial network), "
+                             f"expected beside it as {prior.name}")
+    return load_prior(graph, prior)
+
+
 def load_prior(graph, path: str | Path) -> dict[str, np.ndarray]:
     """A flat prior (initial W1, b1, W2, b2, ... in layer order) as ``{"dense0/w": ..., "dense0/b": ...}``."""
+    if not Path(path).is_file():
+        raise GraphflowError(f"{path}: no such prior file")
     flat = np.load(Path(path))
     out, offset = {}, 0
     for w in graph.weights.values():

@@ -2,7 +2,8 @@
 
 The source is anything :func:`graphflow.meta.protocol_file.protocol_path` names (a protocol file,
 a training checkpoint, a run folder, a bundled protocol) or a published MPLP checkpoint (a flat
-``.npy``, read with the reference preset whose layout it fits). Either way the protocol is checked
+``.npy``, read with the reference preset whose layout it fits; a maml-sinusoid one with the prior
+published beside it, which a ``meta.maml`` experiment starts from). Either way the protocol is checked
 against the experiment: the same learner spec, and the arrays the experiment's graph needs (names
 and shapes), so a protocol of another sharing configuration or message size is refused with the
 field or array named.
@@ -25,10 +26,11 @@ def starting_protocol(source: str, graph, learner: LearnerSpec) -> tuple[Protoco
     if not path.exists():
         raise GraphflowError(f"{where}: no such protocol file, checkpoint, run folder or bundled protocol")
     if path.suffix == ".npy":  # a published checkpoint: read with the reference preset it fits
-        from graphflow.interop.mplp import identify_checkpoint
+        from graphflow.interop.mplp import identify_checkpoint, load_published_prior
 
-        preset, _, protocol = identify_checkpoint(path)
-        init, whose = None, f"a published {preset} checkpoint, whose learner"
+        preset, published_graph, protocol = identify_checkpoint(path)
+        init = load_published_prior(published_graph, path) if preset == "maml-sinusoid" else None
+        whose = f"a published {preset} checkpoint, whose learner"
     else:
         _, protocol, init, _ = load_protocol(path)
         whose = "its learner"
@@ -42,8 +44,14 @@ INITIALIZATION_ONLY = ("init_std",)
 """Learner fields that only shape a fresh protocol's initialization: a start may differ in them."""
 
 
+STATEFUL_ONLY = ("hidden", "gru_mlp_activation")
+"""Learner fields of the stateful cell, which a stateless learner ignores: two stateless learners may differ in them."""
+
+
 def _learner_differences(have: LearnerSpec, want: LearnerSpec) -> list[str]:
-    """The learner fields (but :data:`INITIALIZATION_ONLY`) in which ``have`` and ``want`` differ, as text."""
+    """The learner fields in which ``have`` and ``want`` differ, as text: all but
+    :data:`INITIALIZATION_ONLY`, and but :data:`STATEFUL_ONLY` between stateless learners."""
     a, b = have.model_dump(mode="json"), want.model_dump(mode="json")
+    ignored = INITIALIZATION_ONLY + (STATEFUL_ONLY if a["kind"] == b["kind"] == "stateless" else ())
     return [f"learner.{k}: {a.get(k)!r} in the protocol, {b.get(k)!r} in the experiment"
-            for k in sorted(set(a) | set(b)) if k not in INITIALIZATION_ONLY and a.get(k) != b.get(k)]
+            for k in sorted(set(a) | set(b)) if k not in ignored and a.get(k) != b.get(k)]

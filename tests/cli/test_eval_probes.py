@@ -52,9 +52,25 @@ def test_eval_reads_a_published_checkpoint_with_its_preset_and_regime(capsys, re
     assert curves["graphflow"]["steps"] == [0, 1, 2] and curves["graphflow"]["metric"] == "accuracy"
     assert main(["eval", str(path), "--tasks", "1", "--steps", "1"]) == 2
     assert "a published MNIST checkpoint names no data folder: pass --data DIR" in one_error_line(capsys.readouterr().err)
+
+
+def test_eval_reads_a_published_maml_checkpoint_with_the_prior_beside_it(capsys, reference_dir, tmp_path):
+    """The learned initial network is published beside the MAML checkpoint: graphflow eval reads
+    both, and Adam and SGD start from the same prior; without it, one error names the file."""
+    import shutil
+
     maml = reference_dir / "maml_sin_net_weights_00258202.npy"
-    assert main(["eval", str(maml), "--tasks", "1"]) == 2
-    assert "needs its prior (the initial network): graphflow mplp eval" in one_error_line(capsys.readouterr().err)
+    assert main(["eval", str(maml), "--tasks", "20", "--seed", "0", "--json"]) == 0
+    curves = json.loads(capsys.readouterr().out)
+    assert curves["graphflow"]["steps"] == [0, 1, 2]
+    assert curves["graphflow"]["mean"][0] == curves["adam"]["mean"][0] == curves["sgd"]["mean"][0]
+    assert curves["graphflow"]["mean"][2] < 0.1 * curves["adam"]["mean"][2]  # 0.0012 against 0.027 on 100 tasks
+    alone = tmp_path / maml.name
+    shutil.copy(maml, alone)
+    assert main(["eval", str(alone), "--tasks", "1"]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert "needs its prior (the initial network), expected beside it as maml_sin_prior_weights_00258202.npy" in err
+    assert "graphflow mplp eval --preset maml-sinusoid" in err
 
 
 def test_a_file_that_is_no_published_checkpoint_says_which_presets_it_fits_not(capsys, tmp_path):

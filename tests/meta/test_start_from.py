@@ -103,3 +103,28 @@ def test_a_published_checkpoint_is_matched_to_its_preset(reference_dir, mnist_di
     wrong = exp.model_copy(update={"learner": exp.learner.model_copy(update={"message_size": 8})})
     with pytest.raises(GraphflowError, match=r"a published mnist checkpoint, whose learner is not the experiment.s \(learner.message_size: 4 in the protocol, 8"):
         Trainer(wrong, tmp_path / "wrong").setup()
+
+
+def test_a_maml_run_starts_from_the_published_checkpoint_and_its_prior(reference_dir, tmp_path):
+    """A ``meta.maml`` experiment that starts from the published MAML checkpoint takes its protocol
+    and, as its initial network, the prior published beside it; the stateless learner's stateful
+    fields (``hidden``) may differ, as the learner ignores them."""
+    from graphflow.interop.mplp import load_prior
+
+    path = reference_dir / "maml_sin_net_weights_00258202.npy"
+    _, expected = load_checkpoint("maml-sinusoid", path)
+    exp = ExperimentSpec.model_validate({
+        "name": "maml-from-published", "graph": PRESETS["sinusoid"]().model_dump(mode="json"),
+        "learner": {"kind": "stateless", "message_size": 8, "hidden": 15},
+        "meta": {"steps": 1, "outer_batch": 2, "inner_steps": 2, "init_pool": 2, "maml": True,
+                 "start_from": str(path)}})
+    trainer = Trainer(exp, tmp_path)
+    trainer.setup()
+    for key, value in expected.flat().items():
+        np.testing.assert_array_equal(trainer.protocol.flat()[key], value, err_msg=key)
+    prior = load_prior(trainer.graph, reference_dir / "maml_sin_prior_weights_00258202.npy")
+    assert trainer.init.keys() == prior.keys()
+    for key, value in prior.items():
+        np.testing.assert_array_equal(trainer.init[key], value, err_msg=key)
+    trainer.train(progress=False)
+    assert trainer.step == 1 and any(not np.array_equal(trainer.init[k], v) for k, v in prior.items())

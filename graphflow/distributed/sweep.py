@@ -542,7 +542,10 @@ def plot_results(results: dict, path):
     fields = [f for f in results["fields"] if f != SEED_FIELD]
     configs = [c for c in results["configs"] if c.get("eval_mean")]
     palette = matplotlib.colormaps["tab10" if len(configs) <= 10 else "tab20"]
-    fig = Figure(figsize=(15, 5.2))
+    columns = 3 if len(configs) > 4 else 2
+    rows = -(-len(configs) // columns)  # the legend's rows, under the panels
+    height = 4.6 + 0.2 * rows
+    fig = Figure(figsize=(15, height))
     ax, cx, bx = fig.subplots(1, 3, gridspec_kw={"width_ratios": [3, 3, 2]})
     names = []
     for k, c in enumerate(configs):
@@ -552,7 +555,7 @@ def plot_results(results: dict, path):
         std = [0.0 if v is None else v for v in c["eval_std"]]
         color = palette(k % palette.N)
         ax.errorbar(c["eval_steps"], mean, yerr=std, marker="o", capsize=3, color=color,
-                    label=f"{name} ({c['n']} seed{'s' if c['n'] != 1 else ''})")
+                    label=f"{k + 1}: {name} ({c['n']} seed{'s' if c['n'] != 1 else ''})")
         if c.get("meta_loss_steps"):
             m = [math.nan if v is None else v for v in c["meta_loss_mean"]]
             sd = [0.0 if v is None else v for v in c["meta_loss_std"]]
@@ -566,16 +569,20 @@ def plot_results(results: dict, path):
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("inner step")
     ax.set_ylabel(f"final eval {configs[0]['eval_metric'] if configs else ''} (mean ± std across seeds)")
-    ax.set_title(f"sweep {results['sweep']}: the final protocols")
+    fig.suptitle(f"sweep {results['sweep']}")
+    ax.set_title("the final protocols")
     cx.set_xlabel(f"meta-step (each point: the mean over 1/{CURVE_POINTS} of the run)")
     cx.set_ylabel("meta-loss (mean ± std across seeds)")
     cx.set_title("meta-training")
-    if configs:
-        ax.legend(fontsize=7)
-    bx.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+    bx.set_xticks(range(len(names)), [str(k + 1) for k in range(len(names))])
+    bx.set_xlabel("config (numbered as in the legend)")
     bx.set_ylabel("seconds per meta-step (median of each run)")
     bx.set_title("meta-step time")
-    fig.tight_layout()
+    legend = 0.0
+    if configs:  # one legend for the three panels, under them, so that it covers no curve
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
+        legend = (0.2 * rows + 0.15) / height
+    fig.tight_layout(rect=(0, legend, 1, 1))
     fig.savefig(path, dpi=120, format=Path(path).suffix[1:] if isinstance(path, (str, Path)) else "png")
     return path
 

@@ -198,7 +198,7 @@ def load_protocol(source: str | Path | None = None) -> TrainedProtocol:
     >>> load_protocol("no-such-protocol")
     Traceback (most recent call last):
     ...
-    graphflow.errors.GraphflowError: no-such-protocol: no such checkpoint, run folder or bundled protocol (bundled: sinusoid_demo, mnist, sinusoid)
+    graphflow.errors.GraphflowError: no-such-protocol: no such checkpoint, run folder or bundled protocol (bundled: sinusoid_demo, maml-sinusoid, mnist, sinusoid)
     """
     from graphflow.meta.protocol_file import header_experiment
     from graphflow.meta.protocol_file import load_protocol as load_checked

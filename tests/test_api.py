@@ -176,7 +176,7 @@ def test_load_protocol_reads_files_folders_and_bundled_names(trained_run):
     (lambda tmp: gf.evaluate(adam_lr=float("nan")), "adam_lr: expected a finite learning rate"),
     (lambda tmp: gf.evaluate(3.5), "protocol: expected a file, a run folder, a bundled protocol's name"),
     (lambda tmp: gf.evaluate("no-such-protocol"), "no-such-protocol: no such checkpoint, run folder or bundled "
-                                                  "protocol (bundled: sinusoid_demo, mnist, sinusoid)"),
+                                                  "protocol (bundled: sinusoid_demo, maml-sinusoid, mnist, sinusoid)"),
     (lambda tmp: gf.load_protocol(tmp), "checkpoint.npz: no such checkpoint"),
     (lambda tmp: gf.load_protocol(tmp / "p.npz"), "p.npz: no such checkpoint"),
 ])

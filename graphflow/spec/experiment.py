@@ -205,7 +205,8 @@ class MetaTrainingSpec(_Model):
     start_from: Text | None = None
     """Start from this protocol instead of a freshly initialized one (fine-tuning, a longer unroll,
     another estimator): a protocol file, a training checkpoint, a run folder, a bundled protocol's
-    name, or a published MPLP checkpoint (a flat ``.npy``, matched to the preset it fits). It
+    name, or a published MPLP checkpoint (a flat ``.npy``, matched to the preset it fits; the MAML
+    one with the prior published beside it, ``maml_sin_prior_weights_N.npy``). It
     must have this experiment's learner and fit its graph (the same learner groups and shapes). Its
     normalization is kept (``normalization_rounds`` is not measured) and, for ``maml``, its initial
     network when it has one; the outer optimizer starts afresh. A relative path is read from the

@@ -17,6 +17,7 @@ from graphflow.errors import GraphflowError
 from graphflow.learners.protocol import Protocol
 from graphflow.meta.protocol_file import load_protocol, protocol_path
 from graphflow.spec import LearnerSpec
+from graphflow.spec.learner import STATEFUL_ONLY_FIELDS
 
 
 def starting_protocol(source: str, graph, learner: LearnerSpec) -> tuple[Protocol, dict[str, np.ndarray] | None]:
@@ -44,14 +45,11 @@ INITIALIZATION_ONLY = ("init_std",)
 """Learner fields that only shape a fresh protocol's initialization: a start may differ in them."""
 
 
-STATEFUL_ONLY = ("hidden", "gru_mlp_activation")
-"""Learner fields of the stateful cell, which a stateless learner ignores: two stateless learners may differ in them."""
-
-
 def _learner_differences(have: LearnerSpec, want: LearnerSpec) -> list[str]:
     """The learner fields in which ``have`` and ``want`` differ, as text: all but
-    :data:`INITIALIZATION_ONLY`, and but :data:`STATEFUL_ONLY` between stateless learners."""
+    :data:`INITIALIZATION_ONLY`, and between stateless learners but the stateful cell's fields
+    (:data:`graphflow.spec.learner.STATEFUL_ONLY_FIELDS`), which they ignore."""
     a, b = have.model_dump(mode="json"), want.model_dump(mode="json")
-    ignored = INITIALIZATION_ONLY + (STATEFUL_ONLY if a["kind"] == b["kind"] == "stateless" else ())
+    ignored = INITIALIZATION_ONLY + (STATEFUL_ONLY_FIELDS if a["kind"] == b["kind"] == "stateless" else ())
     return [f"learner.{k}: {a.get(k)!r} in the protocol, {b.get(k)!r} in the experiment"
             for k in sorted(set(a) | set(b)) if k not in ignored and a.get(k) != b.get(k)]

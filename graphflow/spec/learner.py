@@ -33,3 +33,7 @@ class LearnerSpec(BaseModel):
     """Std of the inner network's initial weights (biases start at zero)."""
     out_scale_factor: FiniteFloat = Field(0.2, gt=0)
     """Initial update scale = out_scale_factor * init_std."""
+
+
+STATEFUL_ONLY_FIELDS = ("hidden", "gru_mlp_activation")
+"""The :class:`LearnerSpec` fields of the stateful cell alone, which a stateless learner ignores."""

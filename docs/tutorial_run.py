@@ -7,7 +7,7 @@ Usage::
 
 Every ```bash block of the tutorial runs, in order, in one fresh folder holding a copy of
 ``examples/`` (the tutorial runs from a checkout's root), with this interpreter's ``graphflow`` and
-``python`` first on PATH. A ```text block that follows a bash block (nothing but blank lines
+``python`` first on PATH and OpenBLAS on the kernels the tutorial names (:data:`BLAS_KERNEL`). A ```text block that follows a bash block (nothing but blank lines
 between) shows what that block prints on stdout, all of it; a bash block without one prints
 nothing worth showing (the tutorial sends it to ``/dev/null``, or it is not compared).
 
@@ -43,6 +43,10 @@ RELATIVE = 1e-3
 NOT_PRODUCED = {"explorer.png"}
 """Pictures the tutorial shows without making them (the explorer's screenshot: tests/viz/test_explorer.py)."""
 BLOCK_TIMEOUT_S = 600
+BLAS_KERNEL = {"OPENBLAS_CORETYPE": "Haswell"}
+"""The BLAS kernels the tutorial's numbers were printed with, set for every block. 100 meta-steps
+turn the last-digit differences of two kernels' float32 matrix products into another protocol, so
+without it an AVX-512 CPU (where OpenBLAS picks its SkylakeX kernels) prints other numbers."""
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", flags=re.S | re.M)
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -179,6 +183,18 @@ class Outcome:
         raise KeyError(f"no bash block of the tutorial contains {fragment!r}")
 
 
+def check_blas_kernel(env: dict) -> None:
+    """Raise unless numpy's BLAS, started with ``env``, runs the kernels of :data:`BLAS_KERNEL`."""
+    code = "from graphflow.backend import get_blas_kernel; print(get_blas_kernel())"
+    kernel = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    wanted = BLAS_KERNEL["OPENBLAS_CORETYPE"]
+    if kernel != wanted:
+        raise RuntimeError(f"the tutorial's numbers were printed with OpenBLAS's {wanted} kernels; under "
+                           f"OPENBLAS_CORETYPE={wanted} numpy's BLAS here runs {kernel!r} (it needs numpy's "
+                           "OpenBLAS on an x86-64 CPU with AVX2)")
+
+
 def run_tutorial(folder: Path, markdown: str | None = None) -> Outcome:
     """Run every bash block of the tutorial in ``folder`` (which it fills), in order."""
     markdown = TUTORIAL.read_text() if markdown is None else markdown
@@ -187,6 +203,8 @@ def run_tutorial(folder: Path, markdown: str | None = None) -> Outcome:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                MPLBACKEND="Agg", COLUMNS="100")
     env.pop("GRAPHFLOW_UPDATE_DOCS", None)
+    env.update(BLAS_KERNEL)
+    check_blas_kernel(env)
     found, printed = commands(markdown), []
     for k, command in enumerate(found):
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", command.code], cwd=folder, env=env,

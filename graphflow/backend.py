@@ -221,6 +221,19 @@ def get_blas_threads() -> int | None:
     return max(counts) if counts else None
 
 
+def get_blas_kernel() -> str | None:
+    """The CPU kernels the loaded BLAS runs (OpenBLAS's core type: 'Haswell', 'SkylakeX', ...), or
+    None when the BLAS does not say.
+
+    Two kernels round float32 matrix products differently in their last digits, and a meta-training
+    of some hundred steps turns those into a visibly different protocol: bit-for-bit runs across
+    machines need the same kernel. numpy's OpenBLAS picks it per CPU when it loads; the environment
+    variable ``OPENBLAS_CORETYPE`` (read then) fixes it, e.g. ``Haswell`` on any x86-64 CPU with AVX2.
+    """
+    kernels = sorted({str(info["architecture"]) for info in _blas_controller().info() if info.get("architecture")})
+    return ",".join(kernels) or None
+
+
 @contextlib.contextmanager
 def blas_threads(n: int):
     """Run the body with BLAS on ``n`` threads, whichever BLAS numpy uses (threadpoolctl).

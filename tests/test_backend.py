@@ -62,3 +62,25 @@ def test_the_command_line_keeps_freed_memory():
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GRAPHFLOW_MALLOC"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stderr.strip().splitlines()[-1] == "kept"
+
+
+def _kernel_in_a_new_process(env_extra: dict) -> str:
+    code = "from graphflow.backend import get_blas_kernel; print(get_blas_kernel())"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_the_blas_kernel_is_named_and_openblas_coretype_fixes_it():
+    import platform
+
+    from graphflow.backend import get_blas_kernel
+    from graphflow.bench.machine import machine_info
+
+    if get_blas_kernel() is None:
+        pytest.skip("numpy's BLAS does not name its kernels")
+    assert machine_info()["blas_kernel"] == get_blas_kernel() == _kernel_in_a_new_process({})
+    if "openblas" not in machine_info()["blas"].lower() or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("OPENBLAS_CORETYPE=Haswell is OpenBLAS's, on x86-64")
+    assert _kernel_in_a_new_process({"OPENBLAS_CORETYPE": "Haswell"}) == "Haswell"

@@ -16,7 +16,7 @@ import platform
 import time
 import numpy as np
 
-from graphflow.backend import blas_threads, get_blas_threads  # noqa: F401  (re-exported for the benchmarks)
+from graphflow.backend import blas_threads, get_blas_kernel, get_blas_threads  # noqa: F401  (re-exported for the benchmarks)
 
 def blas_name() -> str:
     try:
@@ -39,13 +39,14 @@ def _cpu_name() -> str:
 
 
 def machine_info(backend: str = "numpy") -> dict:
-    """CPU, cores, numpy, BLAS (and its thread count), backend, Python, load average."""
+    """CPU, cores, numpy, BLAS (its thread count and CPU kernels), backend, Python, load average."""
     info = {
         "cpu": _cpu_name(),
         "cores": os.cpu_count() or 1,
         "numpy": np.__version__,
         "blas": blas_name(),
         "blas_threads": get_blas_threads(),
+        "blas_kernel": get_blas_kernel(),
         "backend": backend,
         "python": platform.python_version(),
         "platform": platform.platform(),

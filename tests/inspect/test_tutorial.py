@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import importlib.util
+import platform
 import re
 import sys
 from pathlib import Path
@@ -30,6 +31,8 @@ tutorial_run = _load_script()
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the tutorial's numbers are OpenBLAS's Haswell kernels', an x86-64 CPU's")
     return tutorial_run.run_tutorial(tmp_path_factory.mktemp("tutorial"))
 
 
@@ -85,3 +88,13 @@ def test_the_script_examples():
 def test_the_tutorial_shows_the_experiment_it_runs():
     markdown = tutorial_run.TUTORIAL.read_text()
     assert "examples/tiny_sinusoid.json" in markdown and (ROOT / "examples" / "tiny_sinusoid.json").exists()
+
+
+def test_the_tutorial_names_the_blas_kernels_it_is_printed_with():
+    (name, kernel), = tutorial_run.BLAS_KERNEL.items()
+    blocks = [c.code.strip() for c in tutorial_run.commands(tutorial_run.TUTORIAL.read_text())]
+    assert f"export {name}={kernel}" in blocks
+    env = dict(tutorial_run.os.environ, OPENBLAS_CORETYPE="Prescott")  # another x86-64 core type
+    if platform.machine() in ("x86_64", "AMD64"):
+        with pytest.raises(RuntimeError, match=f"OpenBLAS's {kernel} kernels"):
+            tutorial_run.check_blas_kernel(env)

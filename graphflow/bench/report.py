@@ -59,7 +59,8 @@ def format_table(report: dict) -> str:
     """The run as text: machine, timed cases with their baselines, build, memory, scaling, targets."""
     m = report["machine"]
     out = [f"graphflow bench ({m['backend']}{', quick' if report.get('quick') else ''}) on {m['cpu']}, {m['cores']} cores, "
-           f"numpy {m['numpy']}, {m['blas']} ({m.get('blas_threads')} BLAS threads)"
+           f"numpy {m['numpy']}, {m['blas']} ({m.get('blas_threads')} BLAS threads"
+           + (f", {m['blas_kernel']} kernels)" if m.get("blas_kernel") else ")")
            + (f", load average {m['load_average'][0]}" if m.get("load_average") else "")
            + (f" at the start, {m['load_average_end'][0]} at the end" if m.get("load_average_end") else "")]
     if m.get("allocator"):

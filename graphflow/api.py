@@ -472,14 +472,20 @@ class SweepEvaluation:
         across = self.across()
         first = next(iter(self.points.values()))
         width = max(len(label) for label in self.points)
-        lines = [f"{'point':<{width}}  {'meta-steps':>10}  {'graphflow':>18}  (last inner step, {across['metric']})"]
+        # Points with learned initial networks (MAML) give Adam and SGD another start each: then every
+        # point's row has its own baselines, and the last line none.
+        own_baselines = any(e[name].mean != first[name].mean for e in self.points.values() for name in ("adam", "sgd"))
+        lines = [f"{'point':<{width}}  {'meta-steps':>10}  {'graphflow':>18}"
+                 + (f"  {'adam':>7}  {'sgd':>7}" if own_baselines else "") + f"  (last inner step, {across['metric']})"]
         for label, e in self.points.items():
             c = e["graphflow"]
             lines.append(f"{label:<{width}}  {e.trained_steps if e.trained_steps is not None else '-':>10}  "
-                         f"{c.mean[-1]:>9.4f} ± {c.std[-1]:<6.4f}")
+                         f"{c.mean[-1]:>9.4f} ± {c.std[-1]:<6.4f}"
+                         + (f"  {e['adam'].mean[-1]:>7.4f}  {e['sgd'].mean[-1]:>7.4f}" if own_baselines else ""))
+        baselines = ("Adam and SGD from each point's own initial network" if own_baselines else
+                     f"on the same tasks Adam {first['adam'].mean[-1]:.4f}, SGD {first['sgd'].mean[-1]:.4f}")
         lines.append(f"across {across['points']} points: {across['mean'][-1]:.4f} ± {across['std'][-1]:.4f} "
-                     f"(std across points); best {across['best']}; on the same tasks Adam "
-                     f"{first['adam'].mean[-1]:.4f}, SGD {first['sgd'].mean[-1]:.4f}")
+                     f"(std across points); best {across['best']}; {baselines}")
         if self.skipped:
             lines.append(f"not evaluated (no checkpoint): {', '.join(self.skipped)}")
         return "\n".join(lines)

@@ -58,3 +58,21 @@ def test_points_without_checkpoints_are_named_and_a_sweep_of_none_is_an_error(se
     assert "no point of the sweep has a checkpoint to evaluate" in one_error_line(capsys.readouterr().err)
     assert main(["eval", str(seeds_sweep), "--tasks", "2", "--plot", str(tmp_path / "p.png")]) == 2
     assert "a sweep folder is evaluated point by point" in one_error_line(capsys.readouterr().err)
+
+
+def test_points_with_their_own_initial_networks_give_each_row_its_own_baselines(seeds_sweep, capsys):
+    """A MAML seeds sweep learns an initial network per point, so Adam and SGD start elsewhere on
+    every row; a sweep of one shared initialization gives them once, on the last line."""
+    from pathlib import Path
+
+    maml = Path(__file__).resolve().parents[2] / "examples" / "runs" / "maml-sinusoid-2x10-heldout-seeds"
+    result = gf.evaluate_sweep(maml, tasks=3, seed=0)
+    rows = result.table().splitlines()
+    assert rows[0].split()[:5] == ["point", "meta-steps", "graphflow", "adam", "sgd"]
+    for label, row in zip(result.points, rows[1:]):
+        alone = result.points[label]
+        assert row.split()[-2:] == [f"{alone['adam'].mean[-1]:.4f}", f"{alone['sgd'].mean[-1]:.4f}"]
+    assert len({row.split()[-1] for row in rows[1:-1]}) == 3 and "each point's own initial network" in rows[-1]
+    assert main(["eval", str(seeds_sweep), "--tasks", "3", "--steps", "2"]) == 0
+    shared = capsys.readouterr().out.splitlines()
+    assert "adam" not in shared[0] and "on the same tasks Adam" in shared[-1]

@@ -29,8 +29,8 @@ def test_the_bundled_mnist_protocol_meets_the_published_checkpoint_s_figure(mnis
 
 
 def test_the_bundled_maml_protocol_is_graphflow_s_own_and_beats_backprop():
-    """graphflow's own MAML protocol, from scratch with the held-out meta-loss: below the published
-    figure (0.0011) so far, far ahead of Adam and SGD from its learned initial network."""
+    """graphflow's own MAML protocol, from scratch with the held-out meta-loss: short of the published
+    figure (0.0011), far ahead of Adam and SGD from its learned initial network."""
     trained = gf.load_protocol("maml-sinusoid")
     assert trained.experiment.name == "maml-sinusoid-2x10-heldout" and trained.trained_steps == 30000
     assert trained.experiment.meta.start_from is None and trained.init is not None  # its own learned initial network

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from graphflow.cli import main
 from graphflow.distributed.sweep import load_sweep, run_sweep
 from tests.cli_output import one_error_line
 from tests.distributed.test_sweep import write_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +66,7 @@ def test_points_without_checkpoints_are_named_and_a_sweep_of_none_is_an_error(se
 def test_points_with_their_own_initial_networks_give_each_row_its_own_baselines(seeds_sweep, capsys):
     """A MAML seeds sweep learns an initial network per point, so Adam and SGD start elsewhere on
     every row; a sweep of one shared initialization gives them once, on the last line."""
-    from pathlib import Path
-
-    maml = Path(__file__).resolve().parents[2] / "examples" / "runs" / "maml-sinusoid-2x10-heldout-seeds"
+    maml = ROOT / "examples" / "runs" / "maml-sinusoid-2x10-heldout-seeds"
     result = gf.evaluate_sweep(maml, tasks=3, seed=0)
     rows = result.table().splitlines()
     assert rows[0].split()[:5] == ["point", "meta-steps", "graphflow", "adam", "sgd"]
